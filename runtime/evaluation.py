@@ -1,0 +1,154 @@
+"""``jobtitles evaluate``: score a bundle and the keyword-rule baseline on hand-labelled titles."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from jobtitles.classifier import Classifier, Prediction
+from jobtitles.metrics import Report, classification_report, format_report
+
+
+@dataclass(frozen=True)
+class GoldRecord:
+    """One hand-labelled title."""
+
+    title: str
+    language: str
+    valid: bool
+    level: str | None
+    area: str | None
+    alt_areas: frozenset[str]
+
+
+def load_gold(paths: list[str | Path]) -> list[GoldRecord]:
+    """Read hand-labelled JSONL files."""
+    out = []
+    for path in paths:
+        with open(path, encoding="utf-8") as fh:
+            for line in fh:
+                if line.strip():
+                    r = json.loads(line)
+                    out.append(GoldRecord(r["title"], r.get("language", "en"), bool(r.get("valid", True)),
+                                          r.get("level"), r.get("area"), frozenset(r.get("alt_areas") or ())))
+    return out
+
+
+@dataclass(frozen=True)
+class SystemScores:
+    """Level / area reports on the valid gold titles of one language group, plus validity figures."""
+
+    level: Report
+    area: Report
+    invalid_recall: float | None
+    false_reject_rate: float
+    n_invalid: int
+
+
+def _score(gold: list[GoldRecord], level_pred: list[str | None], area_pred: list[str | None],
+           valid_pred: list[bool], levels: list[str], areas: list[str]) -> SystemScores:
+    idx = [i for i, g in enumerate(gold) if g.valid]
+    level = classification_report([gold[i].level for i in idx], [level_pred[i] for i in idx], levels)
+    area = classification_report([gold[i].area for i in idx], [area_pred[i] for i in idx], areas,
+                                 [set(gold[i].alt_areas) for i in idx])
+    invalid = [i for i, g in enumerate(gold) if not g.valid]
+    inv_recall = (sum(not valid_pred[i] for i in invalid) / len(invalid)) if invalid else None
+    false_reject = sum(not valid_pred[i] for i in idx) / len(idx) if idx else 0.0
+    return SystemScores(level, area, inv_recall, false_reject, len(invalid))
+
+
+def _rule_predictions(gold: list[GoldRecord]) -> tuple[list, list, list]:
+    from jobtitles.cleaning import assess_title
+    from jobtitles.train.rules import KeywordRules
+
+    rules = KeywordRules.load()
+    lv, ar, va = [], [], []
+    for g in gold:
+        a = assess_title(g.title)
+        r = rules(a.text) if a.valid else None
+        lv.append(r.level if r else None)
+        ar.append(r.area if r else None)
+        va.append(a.valid)
+    return lv, ar, va
+
+
+def _worst_confusions(gold: list[GoldRecord], preds: list[Prediction], head: str, k: int = 8) -> list[str]:
+    pairs: Counter = Counter()
+    examples: dict[tuple[str, str], list[str]] = {}
+    for g, p in zip(gold, preds):
+        if not g.valid or not p.valid:
+            continue
+        want, got = (g.level, p.level) if head == "level" else (g.area, p.area)
+        if want != got and not (head == "area" and got in g.alt_areas):
+            pairs[(want, got)] += 1
+            examples.setdefault((want, got), []).append(g.title)
+    lines = []
+    for (want, got), n in pairs.most_common(k):
+        shown = "; ".join(t[:50] for t in examples[(want, got)][:3])
+        lines.append(f"  {n:3d} × {want} → {got}: {shown}")
+    return lines
+
+
+def _confusion_text(rep: Report) -> str:
+    labels = [lab for lab, row in zip(rep.labels, rep.confusion) if row.sum() or rep.confusion[:, rep.labels.index(lab)].sum()]
+    idx = [rep.labels.index(lab) for lab in labels]
+    short = [lab[:6] for lab in labels] + ["none"]
+    lines = ["  gold \\ pred".ljust(22) + " ".join(s.rjust(6) for s in short)]
+    for lab, i in zip(labels, idx):
+        row = [rep.confusion[i, j] for j in idx] + [rep.confusion[i, -1]]
+        lines.append(f"  {lab[:20].ljust(20)}" + " ".join(str(v).rjust(6) for v in row))
+    return "\n".join(lines)
+
+
+def evaluate_files(gold_files: list[str], model: str | None, baseline: bool, json_out: str | None
+                   ) -> tuple[str, dict]:
+    """Run the evaluation; returns the printable text and the figures as a dict."""
+    gold = load_gold(gold_files)
+    clf = Classifier.load(model)
+    preds = clf.predict([g.title for g in gold])
+    groups = {"all": list(range(len(gold))),
+              "english": [i for i, g in enumerate(gold) if g.language == "en"],
+              "non-english": [i for i, g in enumerate(gold) if g.language != "en"]}
+    systems = {"model": ([p.level for p in preds], [p.area for p in preds], [p.valid for p in preds])}
+    if baseline:
+        systems["rules"] = _rule_predictions(gold)
+    figures: dict = {"bundle": str(clf.bundle.path), "bundle_version": clf.bundle.version, "n": len(gold),
+                     "gold_files": [str(f) for f in gold_files], "groups": {}}
+    lines = [f"evaluated {len(gold)} titles from {', '.join(gold_files)} with bundle {clf.bundle.version}"]
+    table = ["", f"{'group':12} {'system':6} {'n':>5} {'level acc':>9} {'level F1':>8} {'area acc':>8} "
+                 f"{'area F1':>7} {'invalid rec':>11} {'false rej':>9}"]
+    for gname, idx in groups.items():
+        if not idx:
+            continue
+        sub = [gold[i] for i in idx]
+        figures["groups"][gname] = {}
+        for sname, (lv, ar, va) in systems.items():
+            s = _score(sub, [lv[i] for i in idx], [ar[i] for i in idx], [va[i] for i in idx], clf.levels, clf.areas)
+            figures["groups"][gname][sname] = {
+                "level": s.level.as_dict(), "area": s.area.as_dict(),
+                "invalid_recall": s.invalid_recall, "false_reject_rate": s.false_reject_rate, "n_invalid": s.n_invalid,
+            }
+            inv = "-" if s.invalid_recall is None else f"{s.invalid_recall:.3f}"
+            table.append(f"{gname:12} {sname:6} {s.level.n:5d} {s.level.accuracy:9.3f} {s.level.macro_f1:8.3f} "
+                         f"{s.area.accuracy:8.3f} {s.area.macro_f1:7.3f} {inv:>11} {s.false_reject_rate:9.3f}")
+    lines += table
+    valid_idx = [i for i, g in enumerate(gold) if g.valid]
+    sub = [gold[i] for i in valid_idx]
+    mlv = classification_report([g.level for g in sub], [preds[i].level for i in valid_idx], clf.levels)
+    mar = classification_report([g.area for g in sub], [preds[i].area for i in valid_idx], clf.areas,
+                                [set(g.alt_areas) for g in sub])
+    lines += ["", format_report(mlv, "model level (all valid titles)"), "", _confusion_text(mlv), "",
+              format_report(mar, "model area (all valid titles; alternatives accepted)"), ""]
+    lines += ["worst level confusions (gold → predicted):"] + _worst_confusions(gold, preds, "level")
+    lines += ["worst area confusions (gold → predicted):"] + _worst_confusions(gold, preds, "area")
+    top3 = [g.area in {a for a, _ in p.areas} or bool(g.alt_areas & {a for a, _ in p.areas})
+            for g, p in zip(gold, preds) if g.valid and p.valid]
+    figures["area_top3_accuracy"] = float(np.mean(top3)) if top3 else None
+    lines.append(f"area in top-3: {figures['area_top3_accuracy']:.3f}" if top3 else "")
+    if json_out:
+        Path(json_out).write_text(json.dumps(figures, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return "\n".join(lines), figures

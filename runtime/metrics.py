@@ -1,0 +1,86 @@
+"""Classification metrics in plain numpy (shared by training logs and ``jobtitles evaluate``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ClassReport:
+    """Precision, recall, F1 and support of one class."""
+
+    label: str
+    precision: float
+    recall: float
+    f1: float
+    support: int
+
+
+@dataclass(frozen=True)
+class Report:
+    """Accuracy, macro-F1 (over classes with support), per-class figures and the confusion matrix."""
+
+    accuracy: float
+    macro_f1: float
+    n: int
+    classes: list[ClassReport]
+    confusion: np.ndarray  # rows = gold, columns = predicted (last column: no prediction)
+    labels: list[str]
+
+    def as_dict(self) -> dict:
+        return {
+            "accuracy": round(self.accuracy, 4),
+            "macro_f1": round(self.macro_f1, 4),
+            "n": self.n,
+            "per_class": {
+                c.label: {"precision": round(c.precision, 4), "recall": round(c.recall, 4), "f1": round(c.f1, 4),
+                          "support": c.support}
+                for c in self.classes
+            },
+        }
+
+
+def classification_report(gold: list[str], pred: list[str | None], labels: list[str],
+                          accepted: list[set[str]] | None = None) -> Report:
+    """Score ``pred`` against ``gold``; a prediction in ``accepted[i]`` also counts as right.
+
+    A prediction that is accepted as an alternative is credited to the gold class, so
+    per-class figures and the confusion matrix agree with the accuracy.
+    ``None`` (no prediction, e.g. a rule that abstains) is always wrong.
+    """
+    index = {lab: i for i, lab in enumerate(labels)}
+    k = len(labels)
+    conf = np.zeros((k, k + 1), dtype=np.int64)
+    correct = 0
+    for i, (g, p) in enumerate(zip(gold, pred)):
+        ok = p == g or (accepted is not None and p is not None and p in accepted[i])
+        correct += ok
+        col = index[g] if ok else (index.get(p, k) if p is not None else k)
+        conf[index[g], col] += 1
+    classes = []
+    f1s = []
+    for lab, i in index.items():
+        tp = conf[i, i]
+        support = int(conf[i].sum())
+        predicted = int(conf[:, i].sum())
+        precision = tp / predicted if predicted else 0.0
+        recall = tp / support if support else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        classes.append(ClassReport(lab, float(precision), float(recall), float(f1), support))
+        if support:
+            f1s.append(f1)
+    n = len(gold)
+    return Report(correct / n if n else 0.0, float(np.mean(f1s)) if f1s else 0.0, n, classes, conf, labels)
+
+
+def format_report(report: Report, title: str) -> str:
+    """A plain-text table of per-class precision / recall / F1."""
+    width = max([len(c.label) for c in report.classes] + [10])
+    lines = [f"{title}: accuracy {report.accuracy:.3f}  macro-F1 {report.macro_f1:.3f}  (n={report.n})",
+             f"  {'class'.ljust(width)}  prec   rec    f1     n"]
+    for c in report.classes:
+        if c.support or c.precision:
+            lines.append(f"  {c.label.ljust(width)}  {c.precision:.3f}  {c.recall:.3f}  {c.f1:.3f}  {c.support:4d}")
+    return "\n".join(lines)

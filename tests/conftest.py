@@ -1,0 +1,32 @@
+"""Shared fixtures: repository paths, the default bundle, the reference data folder."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = Path(os.environ.get("JOBTITLES_SHARED_DATA", REPO.parent / "shared" / "data"))
+DEFAULT_BUNDLE = REPO / "models" / "default"
+DEV_FILES = [REPO / "tests" / "data" / "dev_postings_en.jsonl", REPO / "tests" / "data" / "dev_multilingual.jsonl"]
+
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+needs_torch = pytest.mark.skipif(not HAS_TORCH, reason="needs the [train] extra (torch)")
+needs_shared = pytest.mark.skipif(not SHARED_DATA.exists(), reason=f"reference data not found at {SHARED_DATA}")
+
+
+@pytest.fixture(scope="session")
+def bundle_dir() -> Path:
+    if not (DEFAULT_BUNDLE / "manifest.json").exists():
+        pytest.skip("default bundle not built: run `make bundle` (make test does it)")
+    return DEFAULT_BUNDLE
+
+
+@pytest.fixture(scope="session")
+def classifier(bundle_dir):
+    from jobtitles.classifier import Classifier
+
+    return Classifier.load(bundle_dir)

@@ -1,0 +1,58 @@
+"""The runtime classifier on the default bundle: sensible answers, order, invalid inputs, batch invariance."""
+
+import json
+
+import numpy as np
+import pytest
+
+
+@pytest.mark.parametrize("title, level, area", [
+    ("Senior Data Engineer", "Sr Specialist", "IT"),
+    ("Registered Nurse", "Specialist", "Healthcare"),
+    ("Chief Financial Officer", "C-Level", "Finance"),
+    ("Marketing Intern", "Student", "Marketing"),
+    ("Warehouse Picker", "Assistant", "Operations"),
+    ("Head of Human Resources", "Director", "Human Resources"),
+    ("Praktikant (m/w/d) Marketing", "Student", "Marketing"),
+    ("Vice President of Sales", "VP", "Marketing"),
+])
+def test_clear_titles_get_the_obvious_labels(classifier, title, level, area):
+    p = classifier.predict([title])[0]
+    assert p.valid
+    assert (p.level, p.area) == (level, area), p
+
+
+def test_one_prediction_per_input_in_order_with_reasons(classifier):
+    inputs = ["Software Engineer", "", "2021-30665", None, "Apply now", "Cashier", "x" * 100_000, 17]
+    preds = classifier.predict(inputs)
+    assert len(preds) == len(inputs)
+    assert [p.valid for p in preds] == [True, False, False, False, False, True, True, False]
+    for p in preds:
+        assert p.valid or (p.reason and p.level is None and p.area is None and p.areas == [])
+    assert preds[0].title == "Software Engineer" and preds[5].title == "Cashier"
+
+
+def test_scores_are_probabilities_and_top_k_is_sorted(classifier):
+    p = classifier.predict(["Accountant"])[0]
+    assert 0 < p.level_score <= 1 and 0 < p.area_score <= 1
+    scores = [s for _, s in p.areas]
+    assert scores == sorted(scores, reverse=True) and p.areas[0] == (p.area, p.area_score)
+    assert len(p.areas) == 3
+    lv, ar = classifier.probabilities(["Accountant"])
+    assert np.isclose(lv.sum(), 1, atol=1e-4) and np.isclose(ar.sum(), 1, atol=1e-4)
+
+
+def test_a_title_gets_the_same_answer_alone_and_inside_any_batch(classifier):
+    titles = ["Nurse", "Senior Vice President, Global Supply Chain Operations EMEA", "店长", "Data Analyst III",
+              "Praktikant Marketing", "Forklift Driver - Nights"]
+    alone = np.vstack([classifier.probabilities([t])[0] for t in titles])
+    together, _ = classifier.probabilities(titles)
+    reversed_, _ = classifier.probabilities(titles[::-1])
+    assert np.allclose(alone, together, atol=2e-3)
+    assert np.allclose(together, reversed_[::-1], atol=2e-3)
+    assert (alone.argmax(1) == together.argmax(1)).all()
+
+
+def test_labels_come_from_the_bundle(classifier, bundle_dir):
+    labels = json.loads((bundle_dir / "labels.json").read_text())
+    assert classifier.levels == labels["levels"] and classifier.areas == labels["areas"]

@@ -1,0 +1,125 @@
+"""``jobtitles classify`` as a user runs it: formats, one record out per record in, exit statuses."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import DEV_FILES
+
+BIN = [sys.executable, "-m", "jobtitles.cli"]
+
+
+def run(args, stdin: bytes = b"", bundle_dir: Path | None = None, **kw):
+    env = dict(os.environ)
+    if bundle_dir is not None:
+        env["JOBTITLES_MODEL"] = str(bundle_dir)
+    return subprocess.run(BIN + args, input=stdin, capture_output=True, env=env, timeout=300, **kw)
+
+
+def jsonl(out: bytes) -> list[dict]:
+    return [json.loads(line) for line in out.decode().splitlines()]
+
+
+def test_echo_senior_data_engineer(bundle_dir):
+    res = run(["classify"], b"Senior Data Engineer\n", bundle_dir)
+    assert res.returncode == 0, res.stderr
+    (rec,) = jsonl(res.stdout)
+    assert set(rec) == {"title", "valid", "level", "level_score", "area", "area_score", "areas", "reason"}
+    assert rec["valid"] and rec["level"] == "Sr Specialist" and rec["area"] == "IT"
+
+
+def test_text_input_keeps_every_line_in_order(bundle_dir):
+    lines = [b"Nurse", b"", b"   ", b"12345", b"\xff\xfe bad utf8 Engineer", b"Cook\x00\x00", "店长".encode(), b"Apply now"]
+    res = run(["classify"], b"\n".join(lines) + b"\n", bundle_dir)
+    assert res.returncode == 0, res.stderr
+    recs = jsonl(res.stdout)
+    assert len(recs) == len(lines)
+    assert [r["valid"] for r in recs] == [True, False, False, False, True, True, True, False]
+    assert "invalid UTF-8" in recs[4]["reason"] and "NUL" in recs[5]["reason"]
+    assert all(r["reason"] for r in recs if not r["valid"])
+
+
+def test_jsonl_passes_id_and_reports_bad_lines(bundle_dir):
+    data = "\n".join([
+        json.dumps({"id": 1, "title": "Accountant"}),
+        "{not json",
+        json.dumps({"id": 3}),
+        json.dumps({"id": 4, "title": None}),
+        json.dumps({"id": 5, "title": 12}),
+        json.dumps({"id": 6, "job": "Welder"}),
+    ]) + "\n"
+    res = run(["classify", "--input-format", "jsonl"], data.encode(), bundle_dir)
+    assert res.returncode == 0, res.stderr
+    recs = jsonl(res.stdout)
+    assert len(recs) == 6
+    assert recs[0]["id"] == 1 and recs[0]["valid"]
+    assert "invalid JSON" in recs[1]["reason"]
+    assert [r.get("id") for r in recs] == [1, None, 3, 4, 5, 6]
+    assert "missing field" in recs[2]["reason"] and "null" in recs[3]["reason"] and "not a string" in recs[4]["reason"]
+    res = run(["classify", "--input-format", "jsonl", "--field", "job"], data.encode(), bundle_dir)
+    assert jsonl(res.stdout)[5]["valid"]
+
+
+def test_csv_with_quoted_newlines_ragged_rows_and_csv_output(bundle_dir, tmp_path):
+    src = tmp_path / "in.csv"
+    src.write_text('id,job_title,city\n1,"Registered Nurse",Leeds\n2,"Sales\nAssociate",York\n3\n4,Cashier,Hull,extra\n')
+    res = run(["classify", str(src), "--column", "job_title", "--output-format", "csv"], b"", bundle_dir)
+    assert res.returncode == 0, res.stderr
+    rows = res.stdout.decode().splitlines()
+    assert rows[0].startswith("id,title,valid,level")
+    import csv
+    import io
+
+    parsed = list(csv.DictReader(io.StringIO(res.stdout.decode())))
+    assert [r["id"] for r in parsed] == ["1", "2", "3", "4"]
+    assert parsed[2]["valid"] == "False" and "no 'job_title' column" in parsed[2]["reason"]
+
+
+def test_missing_column_stops_before_output_with_status_2(bundle_dir, tmp_path):
+    src = tmp_path / "in.csv"
+    src.write_text("name\nNurse\n")
+    res = run(["classify", str(src), "--column", "title"], b"", bundle_dir)
+    assert res.returncode == 2
+    assert res.stdout == b""
+    assert b"column 'title' not found" in res.stderr and len(res.stderr.decode().strip().splitlines()) == 1
+
+
+def test_strict_turns_invalid_records_into_exit_1(bundle_dir):
+    assert run(["classify", "--strict"], b"Nurse\nApply now\n", bundle_dir).returncode == 1
+    assert run(["classify", "--strict"], b"Nurse\n", bundle_dir).returncode == 0
+
+
+def test_output_file_option(bundle_dir, tmp_path):
+    out = tmp_path / "out.jsonl"
+    res = run(["classify", "-", "-o", str(out)], b"Nurse\nWelder\n", bundle_dir)
+    assert res.returncode == 0 and res.stdout == b""
+    assert len(out.read_text().splitlines()) == 2
+
+
+def test_missing_bundle_gives_an_actionable_message(tmp_path):
+    res = run(["classify", "--model", str(tmp_path)], b"Nurse\n")
+    assert res.returncode == 1
+    assert b"make demo" in res.stderr and b"Traceback" not in res.stderr
+
+
+def test_version_and_help():
+    assert run(["--version"]).stdout.decode().startswith("jobtitles ")
+    assert b"Examples" in run(["classify", "--help"]).stdout
+
+
+@pytest.mark.slow
+def test_evaluate_prints_model_and_baseline(bundle_dir, tmp_path):
+    out = tmp_path / "figures.json"
+    args = ["evaluate", "--json-out", str(out)]
+    for f in DEV_FILES:
+        args += ["--gold", str(f)]
+    res = run(args, b"", bundle_dir)
+    assert res.returncode == 0, res.stderr
+    text = res.stdout.decode()
+    assert "model" in text and "rules" in text and "worst level confusions" in text
+    figures = json.loads(out.read_text())
+    assert figures["groups"]["english"]["model"]["level"]["n"] > 400
