@@ -94,8 +94,11 @@ def quantize_encoder(fp32_path: str | Path, int8_path: str | Path, accuracy_leve
     neighbours. Weight-only blockwise int8 (``MatMulNBits``) keeps every row's
     computation independent and agreement above 99%.
     """
+    import logging
+
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
+    logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer").setLevel(logging.WARNING)
     model = onnx.load(str(fp32_path))
     head_nodes = [n.name for n in model.graph.node if n.name.startswith("/head/")]
     quantize_embedding_rows(model)
