@@ -66,12 +66,13 @@ class Classifier:
     """
 
     def __init__(self, bundle: Bundle, threads: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
-                 top_k: int = DEFAULT_TOP_K) -> None:
+                 top_k: int = DEFAULT_TOP_K, min_score: float = 0.0) -> None:
         from tokenizers import Tokenizer
 
         self.bundle = bundle
         self.batch_size = max(1, batch_size)
         self.top_k = max(1, top_k)
+        self.min_score = min_score
         self._session = OnnxSession(bundle.model_path, threads)
         self._tokenizer = Tokenizer.from_file(str(bundle.tokenizer_path))
         self._tokenizer.enable_truncation(max_length=bundle.max_tokens)
@@ -137,7 +138,7 @@ class Classifier:
                 title=title, valid=True,
                 level=str(self._levels[li]), level_score=round(float(lp[li]), 4),
                 area=str(self._areas[top[0]]), area_score=round(float(ap[top[0]]), 4),
-                areas=[(str(self._areas[j]), round(float(ap[j]), 4)) for j in top],
+                areas=[(str(self._areas[j]), round(float(ap[j]), 4)) for j in top if ap[j] >= self.min_score],
                 reason=a.reason,
             ))
         return out

@@ -146,6 +146,9 @@ def assess_title(raw: object) -> TitleAssessment:
         raw = str(raw)
     note = None
     lines = [normalise_whitespace(strip_markup(x)) for x in raw.splitlines()] if "\n" in raw.strip() else []
+    joined = normalise_whitespace(strip_markup(raw))
+    if lines and len(joined) <= MAX_TITLE_CHARS and not _DESCRIPTION_HEADING.match(lines[0] or ""):
+        lines = []  # a short title broken over lines (e.g. a quoted CSV cell): read it as one line
     if lines:
         note = "multi-line input: classified from its first title-like line"
         candidates = [_HEADING.sub("", ln) for ln in lines if ln]

@@ -53,59 +53,44 @@ def _batches(it: Iterator, size: int) -> Iterator[list]:
 Examples:
   echo "Senior Data Engineer" | jobtitles classify
   jobtitles classify titles.txt -o results.jsonl
-  jobtitles classify postings.csv --column job_title --output-format csv
+  jobtitles classify postings.csv --column job_title --output-format csv --keep-columns
   kafkacat -C -t titles | jobtitles classify --input-format jsonl --field title
+  jobtitles classify big.parquet --column title -o out.jsonl      (needs pyarrow)
+  jobtitles classify titles.txt --top-k 28 --min-score 0.1        (all areas above 0.1)
+
+\b
+Exit status: 0 all records processed (some may be invalid), 1 invalid records with
+--strict, 2 unreadable input (nothing written), 130/143 interrupted, 141 closed pipe.
 """)
 @click.argument("source", default="-", type=click.Path(allow_dash=True, dir_okay=False))
-@click.option("--input-format", type=click.Choice(["text", "jsonl", "csv", "tsv"]), default=None,
+@click.option("--input-format", type=click.Choice(["text", "jsonl", "csv", "tsv", "parquet"]), default=None,
               help="Default: from the file extension, else text (one title per line).")
 @click.option("--field", "field_name", default="title", show_default=True, help="JSONL field holding the title.")
-@click.option("--column", default=None, help="CSV column holding the title (default: 'title', else the first).")
+@click.option("--column", default=None, help="CSV/Parquet column holding the title (default: 'title', else the first).")
 @click.option("--output-format", type=click.Choice(["jsonl", "csv", "tsv"]), default="jsonl", show_default=True)
-@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="Write here instead of stdout.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+              help="Write here instead of stdout (atomically: a temporary file renamed when complete).")
+@click.option("--keep-columns", is_flag=True, help="Pass the input's columns / fields through to the output.")
 @click.option("--model", type=click.Path(file_okay=False), default=None, help="Bundle folder (default bundle).")
 @click.option("--batch-size", type=click.IntRange(1, 4096), default=64, show_default=True)
-@click.option("--top-k", type=click.IntRange(1, 100), default=3, show_default=True, help="Areas listed per title.")
+@click.option("--max-wait-ms", type=click.FloatRange(0, 60_000), default=5.0, show_default=True,
+              help="Close a partial batch when no new record arrived for this long.")
+@click.option("--top-k", type=click.IntRange(1, 1000), default=3, show_default=True, help="Areas listed per title.")
+@click.option("--min-score", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="List only areas scoring at least this (multi-label use).")
 @click.option("--threads", type=click.IntRange(0, 256), default=0, help="ONNX Runtime intra-op threads (0 = auto).")
 @click.option("--strict", is_flag=True, help="Exit 1 when any record could not be classified.")
-def classify(source, input_format, field_name, column, output_format, output, model, batch_size, top_k, threads,
-             strict) -> None:
+@click.option("-q", "--quiet", is_flag=True, help="No progress display on stderr.")
+def classify(source, input_format, field_name, column, output_format, output, keep_columns, model, batch_size,
+             max_wait_ms, top_k, min_score, threads, strict, quiet) -> None:
     """Classify titles from SOURCE (a file, or - for stdin); one output record per input record, in order."""
-    from jobtitles.classifier import Classifier, Prediction
-    from jobtitles.io import InputError, Writer, detect_format, output_record, read_records
+    from jobtitles.run import ClassifyOptions, run_classify
 
-    try:
-        clf = Classifier.load(model, threads=threads or None, batch_size=batch_size, top_k=top_k)
-    except BundleError as exc:
-        raise click.ClickException(str(exc)) from exc
-    fmt = detect_format(None if source == "-" else source, input_format)
-    stream = sys.stdin.buffer if source == "-" else open(source, "rb")
-    out = sys.stdout if output is None else open(output, "w", encoding="utf-8", newline="")
-    invalid = 0
-    try:
-        records = read_records(stream, fmt, field_name, column)
-        writer = None
-        for chunk in _batches(records, batch_size):
-            if writer is None:
-                writer = Writer(out, output_format, with_id=True)
-            readable = [r for r in chunk if r.error is None]
-            preds = iter(clf.predict([r.title for r in readable]))
-            for rec in chunk:
-                pred = next(preds) if rec.error is None else Prediction(title=None, valid=False, reason=rec.error)
-                invalid += not pred.valid
-                writer.write(output_record(rec, pred))
-            out.flush()
-    except InputError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
-    finally:
-        if source != "-":
-            stream.close()
-        if output is not None:
-            out.close()
-    if strict and invalid:
-        click.echo(f"{invalid} record(s) could not be classified", err=True)
-        sys.exit(1)
+    opts = ClassifyOptions(source=source, input_format=input_format, field_name=field_name, column=column,
+                           output_format=output_format, output=output, keep_columns=keep_columns, model=model,
+                           batch_size=batch_size, max_wait=max_wait_ms / 1000.0, top_k=top_k, min_score=min_score,
+                           threads=threads or None, strict=strict, quiet=quiet)
+    sys.exit(run_classify(opts))
 
 
 @main.command()
