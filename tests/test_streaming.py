@@ -184,3 +184,37 @@ def test_memory_stays_flat_on_a_million_line_stream(bundle_dir, tmp_path):
 
     small, large = peak_kb(100_000), peak_kb(1_000_000)
     assert large - small < 30_000, (small, large)
+
+
+def test_progress_on_a_terminal_stderr_only(bundle_dir, tmp_path):
+    import pty
+
+    src = tmp_path / "titles.txt"
+    src.write_text("Nurse\nWelder\nCashier\n")
+    master, slave = pty.openpty()
+    try:
+        res = subprocess.run(CLI + [str(src), "--model", str(bundle_dir)], stdout=subprocess.PIPE, stderr=slave,
+                             timeout=300)
+        os.close(slave)
+        slave = None
+        err = b""
+        while True:
+            ready, _, _ = select.select([master], [], [], 0.5)
+            if not ready:
+                break
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            err += chunk
+    finally:
+        if slave is not None:
+            os.close(slave)
+        os.close(master)
+    assert res.returncode == 0
+    assert b"3 titles in" in err and b"/s" in err
+    assert len(res.stdout.splitlines()) == 3 and b"titles in" not in res.stdout
+    quiet = subprocess.run(CLI + [str(src), "--model", str(bundle_dir), "--quiet"], capture_output=True, timeout=300)
+    assert quiet.stderr == b""
