@@ -23,7 +23,10 @@ from jobtitles.bundle import (  # noqa: E402
     BUNDLE_FORMAT_VERSION, LABELS_FILE, MANIFEST_FILE, MODEL_FILE, TOKENIZER_FILE, Bundle,
 )
 from jobtitles.classifier import Classifier  # noqa: E402
+import onnx  # noqa: E402
+
 from jobtitles.export.onnx_export import export_fp32, load_module, quantize_encoder, set_metadata  # noqa: E402
+from jobtitles.export.vocab_trim import VocabSubset, replace_embedding_rows, trimmed_tokenizer_json  # noqa: E402
 from jobtitles.train.embed import encoder_fingerprint  # noqa: E402
 from jobtitles.train.trainer import HEAD_CONFIG, HEAD_WEIGHTS, TRAINING_REPORT, load_head  # noqa: E402
 
@@ -52,7 +55,7 @@ def sha256_of(path: Path) -> str:
 
 def torch_probabilities(module, tokenizer_path: Path, prefix: str, texts: list[str], batch_size: int = 64
                         ) -> tuple[np.ndarray, np.ndarray]:
-    """Reference probabilities from the PyTorch module (fp32), same tokenisation as the runtime."""
+    """Reference probabilities from the PyTorch module (fp32) with the encoder's own (full) tokenizer."""
     from tokenizers import Tokenizer
 
     tok = Tokenizer.from_file(str(tokenizer_path))
@@ -73,12 +76,14 @@ def torch_probabilities(module, tokenizer_path: Path, prefix: str, texts: list[s
     return np.concatenate(lv), np.concatenate(ar)
 
 
-def check_parity(module, bundle_dir: Path, texts: list[str]) -> ParityReport:
-    """Top-1 agreement of the int8 ONNX bundle (through the runtime) with the fp32 torch module."""
+def check_parity(module, bundle_dir: Path, texts: list[str], reference_tokenizer: Path | None = None
+                 ) -> ParityReport:
+    """Top-1 agreement of the ONNX bundle, end to end through the runtime (its trimmed tokenizer,
+    int8 encoder), with the fp32 torch module on the encoder's full tokenizer."""
     bundle = Bundle.load(bundle_dir)
     clf = Classifier(bundle)
     o_lv, o_ar = clf.probabilities(texts)
-    t_lv, t_ar = torch_probabilities(module, bundle.tokenizer_path, bundle.query_prefix, texts)
+    t_lv, t_ar = torch_probabilities(module, reference_tokenizer or bundle.tokenizer_path, bundle.query_prefix, texts)
     lv_agree = float((o_lv.argmax(1) == t_lv.argmax(1)).mean())
     ar_agree = float((o_ar.argmax(1) == t_ar.argmax(1)).mean())
     diff = float(max(np.abs(o_lv - t_lv).max(), np.abs(o_ar - t_ar).max()))
@@ -113,7 +118,8 @@ def _model_card(manifest: dict) -> str:
 
 
 def build_bundle(encoder_dir: str | Path, head_dir: str | Path, out_dir: str | Path,
-                 parity_titles: list[str] | None = None, bundle_version: str | None = None) -> dict:
+                 parity_titles: list[str] | None = None, bundle_version: str | None = None,
+                 vocab: str | Path | None = None) -> dict:
     """Export, quantize, write tokenizer / labels / manifest / model card, check parity; returns the manifest."""
     encoder_dir, head_dir, out = Path(encoder_dir), Path(head_dir), Path(out_dir)
     head, labels = load_head(head_dir)
@@ -124,10 +130,19 @@ def build_bundle(encoder_dir: str | Path, head_dir: str | Path, out_dir: str | P
     prefix = enc_meta.get("query_prefix", "")
     tmp_out = Path(tempfile.mkdtemp(prefix=".bundle-", dir=out.parent if out.parent.exists() else None))
     try:
+        subset = VocabSubset.load(vocab) if vocab else None
         with tempfile.TemporaryDirectory() as tmp:
             fp32 = export_fp32(module, Path(tmp) / "fp32.onnx")
+            if subset is not None:
+                graph = onnx.load(str(fp32))
+                replace_embedding_rows(graph, subset)
+                onnx.save(graph, str(fp32))
             quant = quantize_encoder(fp32, tmp_out / MODEL_FILE)
-        shutil.copy(encoder_dir / TOKENIZER_FILE, tmp_out / TOKENIZER_FILE)
+        if subset is not None:
+            spec = trimmed_tokenizer_json(encoder_dir / TOKENIZER_FILE, subset)
+            (tmp_out / TOKENIZER_FILE).write_text(json.dumps(spec, ensure_ascii=False), encoding="utf-8")
+        else:
+            shutil.copy(encoder_dir / TOKENIZER_FILE, tmp_out / TOKENIZER_FILE)
         (tmp_out / LABELS_FILE).write_text(json.dumps({"levels": labels.levels, "areas": labels.areas}, indent=2,
                                                       ensure_ascii=False) + "\n", encoding="utf-8")
         version = bundle_version or time.strftime("%Y.%m.%d", time.gmtime())
@@ -145,6 +160,8 @@ def build_bundle(encoder_dir: str | Path, head_dir: str | Path, out_dir: str | P
                 "max_tokens": RUNTIME_MAX_TOKENS,
                 "pad_id": 1,
                 "quantization": asdict(quant),
+                "vocabulary": ({"pieces": len(subset.keep_ids), "original_pieces": subset.n_original,
+                                **subset.summary} if subset else {"pieces": "all"}),
             },
             "taxonomy": {"levels": labels.levels, "areas": labels.areas},
             "head": {"weights_sha256": sha256_of(head_dir / HEAD_WEIGHTS),
@@ -158,7 +175,7 @@ def build_bundle(encoder_dir: str | Path, head_dir: str | Path, out_dir: str | P
         titles = parity_titles if parity_titles is not None else report.get("heldout_titles", [])
         if not titles:
             raise ValueError("no held-out titles for the parity check: pass parity_titles")
-        parity = check_parity(module, tmp_out, titles)
+        parity = check_parity(module, tmp_out, titles, encoder_dir / TOKENIZER_FILE)
         manifest["parity"] = asdict(parity)
         manifest["files"] = {f: sha256_of(tmp_out / f) for f in (MODEL_FILE, TOKENIZER_FILE, LABELS_FILE)}
         set_metadata(tmp_out / MODEL_FILE, {"jobtitles.levels": json.dumps(labels.levels, ensure_ascii=False),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -13,6 +14,7 @@ from jobtitles.cleaning import assess_title
 
 DEFAULT_BATCH_SIZE = 64
 DEFAULT_TOP_K = 3
+DEFAULT_CACHE_SIZE = 50_000
 
 
 @dataclass(frozen=True)
@@ -66,13 +68,15 @@ class Classifier:
     """
 
     def __init__(self, bundle: Bundle, threads: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
-                 top_k: int = DEFAULT_TOP_K, min_score: float = 0.0) -> None:
+                 top_k: int = DEFAULT_TOP_K, min_score: float = 0.0, cache_size: int = DEFAULT_CACHE_SIZE) -> None:
         from tokenizers import Tokenizer
 
         self.bundle = bundle
         self.batch_size = max(1, batch_size)
         self.top_k = max(1, top_k)
         self.min_score = min_score
+        self.cache_size = max(0, cache_size)
+        self._cache: OrderedDict[str, tuple[np.ndarray, np.ndarray]] = OrderedDict()
         self._session = OnnxSession(bundle.model_path, threads)
         self._tokenizer = Tokenizer.from_file(str(bundle.tokenizer_path))
         self._tokenizer.enable_truncation(max_length=bundle.max_tokens)
@@ -117,12 +121,36 @@ class Classifier:
             area[idx] = ar
         return level, area
 
+    def clear_cache(self) -> None:
+        """Forget cached results (benchmarks use this to measure cold work)."""
+        self._cache.clear()
+
+    def cached_probabilities(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Like :meth:`probabilities`, but each distinct cleaned text is computed once and kept in a
+        bounded LRU cache (real feeds repeat titles a lot)."""
+        if not self.cache_size:
+            return self.probabilities(texts)
+        missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        if missing:
+            lv, ar = self.probabilities(missing)
+            for t, a, b in zip(missing, lv, ar):
+                self._cache[t] = (a, b)
+        level = np.zeros((len(texts), len(self._levels)), dtype=np.float32)
+        area = np.zeros((len(texts), len(self._areas)), dtype=np.float32)
+        for i, t in enumerate(texts):
+            a, b = self._cache[t]
+            self._cache.move_to_end(t)
+            level[i], area[i] = a, b
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+        return level, area
+
     def predict(self, titles: Iterable[object]) -> list[Prediction]:
         """One :class:`Prediction` per input, in order; bad inputs get ``valid=False`` and a reason."""
         items = list(titles)
         assessed = [assess_title(t) for t in items]
         valid_idx = [i for i, a in enumerate(assessed) if a.valid]
-        level_p, area_p = self.probabilities([assessed[i].text for i in valid_idx])
+        level_p, area_p = self.cached_probabilities([assessed[i].text for i in valid_idx])
         out: list[Prediction] = []
         row = {i: r for r, i in enumerate(valid_idx)}
         k = min(self.top_k, len(self._areas))

