@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import tempfile
@@ -28,6 +27,7 @@ import onnx  # noqa: E402
 from jobtitles.export.onnx_export import export_fp32, load_module, quantize_encoder, set_metadata  # noqa: E402
 from jobtitles.export.vocab_trim import VocabSubset, replace_embedding_rows, trimmed_tokenizer_json  # noqa: E402
 from jobtitles.train.embed import encoder_fingerprint  # noqa: E402
+from jobtitles.train.encoder_convert import sha256_file  # noqa: E402
 from jobtitles.train.trainer import HEAD_CONFIG, HEAD_WEIGHTS, TRAINING_REPORT, load_head  # noqa: E402
 
 RUNTIME_MAX_TOKENS = 128
@@ -43,14 +43,6 @@ class ParityReport:
     area_top1_agreement: float
     max_abs_prob_diff: float
     passed: bool
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def torch_probabilities(module, tokenizer_path: Path, prefix: str, texts: list[str], batch_size: int = 64
@@ -164,7 +156,7 @@ def build_bundle(encoder_dir: str | Path, head_dir: str | Path, out_dir: str | P
                                 **subset.summary} if subset else {"pieces": "all"}),
             },
             "taxonomy": {"levels": labels.levels, "areas": labels.areas},
-            "head": {"weights_sha256": sha256_of(head_dir / HEAD_WEIGHTS),
+            "head": {"weights_sha256": sha256_file(head_dir / HEAD_WEIGHTS),
                      "config": json.loads((head_dir / HEAD_CONFIG).read_text(encoding="utf-8"))["head"]},
             "training": {k: report.get(k) for k in ("created", "train_config", "best_epoch", "validation", "data",
                                                      "encoder_fingerprint")},
@@ -177,12 +169,12 @@ def build_bundle(encoder_dir: str | Path, head_dir: str | Path, out_dir: str | P
             raise ValueError("no held-out titles for the parity check: pass parity_titles")
         parity = check_parity(module, tmp_out, titles, encoder_dir / TOKENIZER_FILE)
         manifest["parity"] = asdict(parity)
-        manifest["files"] = {f: sha256_of(tmp_out / f) for f in (MODEL_FILE, TOKENIZER_FILE, LABELS_FILE)}
+        manifest["files"] = {f: sha256_file(tmp_out / f) for f in (MODEL_FILE, TOKENIZER_FILE, LABELS_FILE)}
         set_metadata(tmp_out / MODEL_FILE, {"jobtitles.levels": json.dumps(labels.levels, ensure_ascii=False),
                                             "jobtitles.areas": json.dumps(labels.areas, ensure_ascii=False),
                                             "jobtitles.bundle_version": version,
                                             "jobtitles.query_prefix": prefix})
-        manifest["files"][MODEL_FILE] = sha256_of(tmp_out / MODEL_FILE)
+        manifest["files"][MODEL_FILE] = sha256_file(tmp_out / MODEL_FILE)
         (tmp_out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n",
                                              encoding="utf-8")
         (tmp_out / "README.md").write_text(_model_card(manifest), encoding="utf-8")

@@ -1,7 +1,6 @@
 """The head: per-sample squeeze-excitation (a title's output never depends on its batch), training, saving."""
 
 import numpy as np
-import pytest
 
 from conftest import needs_torch
 

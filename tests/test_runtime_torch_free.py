@@ -3,7 +3,6 @@
 import subprocess
 import sys
 
-from conftest import DEFAULT_BUNDLE
 
 
 def test_classification_in_a_fresh_interpreter_does_not_import_torch(bundle_dir):

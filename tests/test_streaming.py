@@ -218,3 +218,20 @@ def test_progress_on_a_terminal_stderr_only(bundle_dir, tmp_path):
     assert len(res.stdout.splitlines()) == 3 and b"titles in" not in res.stdout
     quiet = subprocess.run(CLI + [str(src), "--model", str(bundle_dir), "--quiet"], capture_output=True, timeout=300)
     assert quiet.stderr == b""
+
+
+def test_parquet_input(bundle_dir, tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    src = tmp_path / "titles.parquet"
+    pq.write_table(pa.table({"id": [1, 2, 3], "job": ["Registered Nurse", None, "Apply now"]}), src)
+    res = subprocess.run(CLI + [str(src), "--column", "job", "--model", str(bundle_dir)], capture_output=True,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr
+    recs = [json.loads(x) for x in res.stdout.splitlines()]
+    assert [r["id"] for r in recs] == [1, 2, 3]
+    assert [r["valid"] for r in recs] == [True, False, False]
+    bad = subprocess.run(CLI + [str(src), "--column", "title", "--model", str(bundle_dir)], capture_output=True,
+                         timeout=300)
+    assert bad.returncode == 2 and bad.stdout == b""

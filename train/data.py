@@ -176,7 +176,7 @@ DEFAULT_MIX = (
     SourceSpec("esco", 1500, 0.5),
     SourceSpec("melo", 800, 0.5),
 )
-HAND_WEIGHT = 3.0
+HAND_WEIGHT = 10.0
 
 
 def taxonomy_examples(shared: Path, mix: Iterable[SourceSpec], rules: KeywordRules, seed: int = 13) -> list[Example]:

@@ -58,7 +58,7 @@ class TrainConfig:
     max_epochs: int = 80
     patience: int = 8
     label_smoothing: float = 0.05
-    input_noise: float = 0.0  # std of Gaussian noise added to (unit-norm) embeddings while training
+    input_noise: float = 0.01  # std of Gaussian noise added to (unit-norm) embeddings while training
     seed: int = 13
 
 
