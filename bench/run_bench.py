@@ -77,8 +77,12 @@ def _worker(pipeline: str, titles_path: str, runs: int, launched: float, bundle:
         model, labels = load_head(head)
         torch.set_num_threads(os.cpu_count() or 1)
 
+        from jobtitles.cleaning import assess_title
+
         def predict(texts):
-            emb = st.encode(list(texts), prompt_name="query", batch_size=64, convert_to_numpy=True)
+            # the same cleaning as the runtime, so both pipelines see the same text
+            cleaned = [a.text or "-" for a in map(assess_title, texts)]
+            emb = st.encode(cleaned, prompt_name="query", batch_size=64, convert_to_numpy=True)
             with torch.no_grad():
                 lv, ar = model(torch.from_numpy(np.ascontiguousarray(emb)))
             return [(labels.levels[i], labels.areas[j]) for i, j in zip(lv.argmax(1).tolist(), ar.argmax(1).tolist())]
