@@ -12,7 +12,7 @@ import numpy as np
 from jobtitles.bundle import Bundle
 from jobtitles.cleaning import assess_title
 
-DEFAULT_BATCH_SIZE = 64
+DEFAULT_BATCH_SIZE = 32
 DEFAULT_TOP_K = 3
 DEFAULT_CACHE_SIZE = 50_000
 

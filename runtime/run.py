@@ -41,7 +41,7 @@ class ClassifyOptions:
     output: str | None = None
     keep_columns: bool = False
     model: str | None = None
-    batch_size: int = 64
+    batch_size: int = 32
     max_wait: float = 0.005
     top_k: int = 3
     min_score: float = 0.0
