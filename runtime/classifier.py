@@ -52,6 +52,9 @@ class OnnxSession:
         if threads:
             opts.intra_op_num_threads = threads
             opts.inter_op_num_threads = 1
+        # Idle worker threads sleep instead of spinning: on a small machine shared with the
+        # caller (an HTTP server, a reader thread, a client) spinning starves everyone else.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = ort.InferenceSession(str(model_path), sess_options=opts, providers=["CPUExecutionProvider"])
 
     def run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -148,6 +148,40 @@ def export(encoder, head, out, vocab, if_missing) -> None:
         sys.exit(1)
 
 
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option("--model", type=click.Path(file_okay=False), default=None, help="Bundle folder (default bundle).")
+@click.option("--max-batch", type=click.IntRange(1, 4096), default=64, show_default=True,
+              help="Titles per coalesced model batch.")
+@click.option("--max-wait-ms", type=click.FloatRange(0, 10_000), default=5.0, show_default=True,
+              help="How long a batch waits for more requests after its first title.")
+@click.option("--max-titles", type=click.IntRange(1), default=1000, show_default=True, help="Titles per request.")
+@click.option("--max-body-bytes", type=click.IntRange(1), default=1 << 20, show_default=True)
+@click.option("--max-title-chars", type=click.IntRange(1), default=1000, show_default=True)
+@click.option("--threads", type=click.IntRange(0, 256), default=0, help="ONNX Runtime intra-op threads (0 = auto).")
+@click.option("--cache-size", type=click.IntRange(0), default=50_000, show_default=True,
+              help="Recent distinct titles kept in memory (0 = no cache).")
+def serve(host, port, model, max_batch, max_wait_ms, max_titles, max_body_bytes, max_title_chars, threads,
+          cache_size) -> None:
+    """Serve POST /v1/classify over HTTP (needs the [serve] extra: fastapi, uvicorn)."""
+    import importlib.util
+
+    missing = [m for m in ("fastapi", "uvicorn") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise click.ClickException(f"{', '.join(missing)} not installed: pip install 'jobtitles[serve]'")
+    from jobtitles.serve import ServeConfig
+    from jobtitles.serve import serve as run_server
+
+    try:
+        Bundle.load(model)
+    except BundleError as exc:
+        raise click.ClickException(str(exc)) from exc
+    run_server(ServeConfig(model=model, max_batch=max_batch, max_wait=max_wait_ms / 1000.0,
+                           max_body_bytes=max_body_bytes, max_titles=max_titles, max_title_chars=max_title_chars,
+                           threads=threads or None, cache_size=cache_size), host=host, port=port)
+
+
 @main.command("trim-vocab")
 @click.option("--encoder", type=click.Path(file_okay=False), default=str(DEFAULT_ENCODER_DIR), show_default=True)
 @click.option("--shared", type=click.Path(file_okay=False, exists=True), default=None,
