@@ -108,7 +108,8 @@ def main() -> None:
     titles = load_titles(500)
     levels = [int(c) for c in args.concurrency.split(",")]
     report = {}
-    for name, extra in (("coalescing", ["--max-batch", "64", "--max-wait-ms", "5"]),
+    for name, extra in (("coalescing", ["--max-batch", "64", "--max-wait-ms", "0"]),
+                        ("coalescing_wait_5ms", ["--max-batch", "64", "--max-wait-ms", "5"]),
                         ("one_request_one_batch", ["--max-batch", "1", "--max-wait-ms", "0"])):
         proc, port = start_server(extra + ["--cache-size", "0"], args.bundle)
         try:

@@ -154,8 +154,9 @@ def export(encoder, head, out, vocab, if_missing) -> None:
 @click.option("--model", type=click.Path(file_okay=False), default=None, help="Bundle folder (default bundle).")
 @click.option("--max-batch", type=click.IntRange(1, 4096), default=64, show_default=True,
               help="Titles per coalesced model batch.")
-@click.option("--max-wait-ms", type=click.FloatRange(0, 10_000), default=5.0, show_default=True,
-              help="How long a batch waits for more requests after its first title.")
+@click.option("--max-wait-ms", type=click.FloatRange(0, 10_000), default=0.0, show_default=True,
+              help="Extra wait for more requests after a batch's first title (0: a batch takes what queued "
+                   "up while the previous one ran).")
 @click.option("--max-titles", type=click.IntRange(1), default=1000, show_default=True, help="Titles per request.")
 @click.option("--max-body-bytes", type=click.IntRange(1), default=1 << 20, show_default=True)
 @click.option("--max-title-chars", type=click.IntRange(1), default=1000, show_default=True)

@@ -5,9 +5,10 @@
 - ``GET /healthz`` (process up), ``GET /readyz`` (model loaded), ``GET /metrics``
   (Prometheus text), ``GET /docs`` and ``/openapi.json``.
 
-Titles from concurrent requests are coalesced into shared micro-batches: a batch
-closes when it holds ``max_batch`` titles or ``max_wait`` seconds after its first
-title arrived, and runs on one worker thread. The model is loaded once; limits on
+Titles from concurrent requests are coalesced into shared micro-batches run one at
+a time on a worker thread: each batch takes everything that queued up while the
+previous one ran (up to ``max_batch`` titles), and waits up to ``max_wait`` more
+seconds for company only if asked to. The model is loaded once; limits on
 body size, titles per request and title length answer 413 / 422 with a message.
 """
 
@@ -38,7 +39,7 @@ class ServeConfig:
 
     model: str | None = None
     max_batch: int = 64
-    max_wait: float = 0.005
+    max_wait: float = 0.0
     max_body_bytes: int = 1 << 20
     max_titles: int = 1000
     max_title_chars: int = 1000
@@ -132,13 +133,17 @@ class Coalescer:
             n = len(items[0][0])
             deadline = loop.time() + self.max_wait
             while n < self.max_batch:
-                timeout = deadline - loop.time()
-                if timeout <= 0:
-                    break
-                try:
-                    item = await asyncio.wait_for(self.queue.get(), timeout)
-                except asyncio.TimeoutError:
-                    break
+                # take what queued up while the previous batch ran; wait only if max_wait allows
+                if self.queue.empty():
+                    timeout = deadline - loop.time()
+                    if timeout <= 0:
+                        break
+                    try:
+                        item = await asyncio.wait_for(self.queue.get(), timeout)
+                    except asyncio.TimeoutError:
+                        break
+                else:
+                    item = self.queue.get_nowait()
                 items.append(item)
                 n += len(item[0])
             flat = [t for titles, _ in items for t in titles]
