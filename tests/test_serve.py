@@ -32,24 +32,27 @@ def _call(url: str, body=None, raw: bytes | None = None, timeout: float = 60):
         return exc.code, exc.read()
 
 
-@pytest.fixture(scope="module")
-def server(bundle_dir):
+def _start_server(bundle_dir, *extra: str) -> tuple[subprocess.Popen, str]:
+    """Start ``jobtitles serve`` on a free loopback port and wait until /readyz says ready."""
     port = _free_port()
     proc = subprocess.Popen([sys.executable, "-m", "jobtitles.cli", "serve", "--port", str(port), "--model",
-                             str(bundle_dir), "--max-titles", "50", "--max-body-bytes", "20000",
-                             "--max-title-chars", "200", "--max-wait-ms", "20"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                             str(bundle_dir), *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120
     while time.time() < deadline:
         try:
             if _call(base + "/readyz", timeout=2)[0] == 200:
-                break
+                return proc, base
         except OSError:
             time.sleep(0.2)
-    else:
-        proc.kill()
-        pytest.fail("server did not become ready: " + proc.stderr.read().decode()[-2000:])
+    proc.kill()
+    pytest.fail("server did not become ready: " + proc.stderr.read().decode()[-2000:])
+
+
+@pytest.fixture(scope="module")
+def server(bundle_dir):
+    proc, base = _start_server(bundle_dir, "--max-titles", "50", "--max-body-bytes", "20000",
+                               "--max-title-chars", "200", "--max-wait-ms", "20")
     yield base, proc
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
@@ -134,18 +137,8 @@ def _batch_stats(base: str) -> tuple[int, float]:
 
 
 def test_graceful_shutdown_finishes_in_flight_requests(bundle_dir):
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "jobtitles.cli", "serve", "--port", str(port), "--model",
-                             str(bundle_dir), "--max-wait-ms", "1000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    base = f"http://127.0.0.1:{port}"
+    proc, base = _start_server(bundle_dir, "--max-wait-ms", "1000")
     try:
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            try:
-                if _call(base + "/readyz", timeout=2)[0] == 200:
-                    break
-            except OSError:
-                time.sleep(0.2)
         result = {}
         t = threading.Thread(target=lambda: result.update(r=_call(base + "/v1/classify", ["Nurse"])))
         t.start()
