@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
-
 from jobtitles.train import require_train_extra
 
 require_train_extra()
@@ -56,7 +54,3 @@ def run_training(
     })
     return result
 
-
-def embed_matrix(cache: EmbeddingCache, texts: list[str]) -> np.ndarray:
-    """Embeddings for arbitrary texts through the cache (used by export parity checks)."""
-    return cache.get(texts, show_progress=False)
