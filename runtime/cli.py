@@ -214,13 +214,15 @@ def trim_vocab(encoder, shared, out) -> None:
 @click.option("--model", type=click.Path(file_okay=False), default=None, help="Bundle folder (default bundle).")
 @click.option("--baseline/--no-baseline", default=True, show_default=True, help="Also score the keyword rules.")
 @click.option("--json-out", type=click.Path(dir_okay=False), default=None, help="Write all figures as JSON.")
-def evaluate(gold_files, model, baseline, json_out) -> None:
+@click.option("--plot", type=click.Path(dir_okay=False), default=None,
+              help="Write the level and area confusion matrices to this PNG (needs matplotlib).")
+def evaluate(gold_files, model, baseline, json_out, plot) -> None:
     """Score a bundle (and the keyword-rule baseline) on hand-labelled titles."""
     from jobtitles.evaluation import evaluate_files
 
     try:
-        text, _ = evaluate_files(list(gold_files), model, baseline, json_out)
-    except BundleError as exc:
+        text, _ = evaluate_files(list(gold_files), model, baseline, json_out, plot)
+    except (BundleError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(text)
 

@@ -104,8 +104,44 @@ def _confusion_text(rep: Report) -> str:
     return "\n".join(lines)
 
 
-def evaluate_files(gold_files: list[str], model: str | None, baseline: bool, json_out: str | None
-                   ) -> tuple[str, dict]:
+def plot_confusions(reports: dict[str, Report], path: str | Path) -> Path:
+    """Confusion matrices (rows: gold, columns: predicted, row-normalised) side by side as a PNG.
+
+    Needs matplotlib (``pip install 'jobtitles[plot]'``).
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise RuntimeError("--plot needs matplotlib: pip install 'jobtitles[plot]'") from exc
+    fig, axes = plt.subplots(1, len(reports), figsize=(9 * len(reports), 8.5))
+    axes = np.atleast_1d(axes)
+    for ax, (name, rep) in zip(axes, reports.items()):
+        keep = [i for i, row in enumerate(rep.confusion) if row.sum()]
+        labels = [rep.labels[i] for i in keep]
+        counts = rep.confusion[np.ix_(keep, keep)].astype(float)
+        share = counts / np.maximum(counts.sum(1, keepdims=True), 1)
+        ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+        ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=7)
+        ax.set_yticks(range(len(labels)), labels, fontsize=7)
+        for r in range(len(labels)):
+            for c in range(len(labels)):
+                if counts[r, c]:
+                    ax.text(c, r, int(counts[r, c]), ha="center", va="center", fontsize=6,
+                            color="white" if share[r, c] > 0.5 else "black")
+        ax.set_title(f"{name}: accuracy {rep.accuracy:.3f}, macro-F1 {rep.macro_f1:.3f} (n={rep.n})")
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("gold")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def evaluate_files(gold_files: list[str], model: str | None, baseline: bool, json_out: str | None,
+                   plot: str | None = None) -> tuple[str, dict]:
     """Run the evaluation; returns the printable text and the figures as a dict."""
     gold = load_gold(gold_files)
     clf = Classifier.load(model)
@@ -149,6 +185,8 @@ def evaluate_files(gold_files: list[str], model: str | None, baseline: bool, jso
             for g, p in zip(gold, preds) if g.valid and p.valid]
     figures["area_top3_accuracy"] = float(np.mean(top3)) if top3 else None
     lines.append(f"area in top-3: {figures['area_top3_accuracy']:.3f}" if top3 else "")
+    if plot:
+        lines.append(f"confusion matrices written to {plot_confusions({'level': mlv, 'area': mar}, plot)}")
     if json_out:
         Path(json_out).write_text(json.dumps(figures, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return "\n".join(lines), figures

@@ -114,7 +114,8 @@ def test_version_and_help():
 @pytest.mark.slow
 def test_evaluate_prints_model_and_baseline(bundle_dir, tmp_path):
     out = tmp_path / "figures.json"
-    args = ["evaluate", "--json-out", str(out)]
+    png = tmp_path / "confusion.png"
+    args = ["evaluate", "--json-out", str(out), "--plot", str(png)]
     for f in DEV_FILES:
         args += ["--gold", str(f)]
     res = run(args, b"", bundle_dir)
@@ -122,4 +123,5 @@ def test_evaluate_prints_model_and_baseline(bundle_dir, tmp_path):
     text = res.stdout.decode()
     assert "model" in text and "rules" in text and "worst level confusions" in text
     figures = json.loads(out.read_text())
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert figures["groups"]["english"]["model"]["level"]["n"] > 400
