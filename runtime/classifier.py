@@ -158,7 +158,7 @@ class Classifier:
         row = {i: r for r, i in enumerate(valid_idx)}
         k = min(self.top_k, len(self._areas))
         for i, a in enumerate(assessed):
-            title = a.raw if isinstance(a.raw, str) else str(items[i])
+            title = None if items[i] is None else a.raw
             if not a.valid:
                 out.append(Prediction(title=title, valid=False, reason=a.reason))
                 continue
