@@ -21,7 +21,7 @@ from jobtitles import __version__  # noqa: E402
 from jobtitles.bundle import (  # noqa: E402
     BUNDLE_FORMAT_VERSION, LABELS_FILE, MANIFEST_FILE, MODEL_FILE, TOKENIZER_FILE, Bundle,
 )
-from jobtitles.classifier import Classifier  # noqa: E402
+from jobtitles.classifier import Classifier, encode_batch  # noqa: E402
 import onnx  # noqa: E402
 
 from jobtitles.export.onnx_export import export_fp32, load_module, quantize_encoder, set_metadata  # noqa: E402
@@ -55,14 +55,8 @@ def torch_probabilities(module, tokenizer_path: Path, prefix: str, texts: list[s
     lv, ar = [], []
     with torch.no_grad():
         for i in range(0, len(texts), batch_size):
-            encs = tok.encode_batch([prefix + t for t in texts[i : i + batch_size]])
-            width = max(len(e.ids) for e in encs)
-            ids = torch.ones((len(encs), width), dtype=torch.long)
-            mask = torch.zeros((len(encs), width), dtype=torch.long)
-            for j, e in enumerate(encs):
-                ids[j, : len(e.ids)] = torch.tensor(e.ids)
-                mask[j, : len(e.ids)] = 1
-            a, b = module(ids, mask)
+            ids, mask = encode_batch(tok, texts[i : i + batch_size], prefix, pad_id=1)
+            a, b = module(torch.from_numpy(ids), torch.from_numpy(mask))
             lv.append(a.numpy())
             ar.append(b.numpy())
     return np.concatenate(lv), np.concatenate(ar)

@@ -41,6 +41,18 @@ class Prediction:
         return out
 
 
+def encode_batch(tokenizer, texts: Sequence[str], prefix: str, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Token ids (right-padded with ``pad_id``) and attention mask for ``prefix + text``."""
+    encs = tokenizer.encode_batch([prefix + t for t in texts])
+    width = max(len(e.ids) for e in encs)
+    ids = np.full((len(encs), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(encs), width), dtype=np.int64)
+    for i, e in enumerate(encs):
+        ids[i, : len(e.ids)] = e.ids
+        mask[i, : len(e.ids)] = 1
+    return ids, mask
+
+
 class OnnxSession:
     """One ONNX Runtime session over a bundle's ``model.onnx`` (reused for every batch)."""
 
@@ -101,14 +113,7 @@ class Classifier:
         return list(self.bundle.areas)
 
     def _encode(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        encs = self._tokenizer.encode_batch([self.bundle.query_prefix + t for t in texts])
-        width = max(len(e.ids) for e in encs)
-        ids = np.full((len(encs), width), self._pad_id, dtype=np.int64)
-        mask = np.zeros((len(encs), width), dtype=np.int64)
-        for i, e in enumerate(encs):
-            ids[i, : len(e.ids)] = e.ids
-            mask[i, : len(e.ids)] = 1
-        return ids, mask
+        return encode_batch(self._tokenizer, texts, self.bundle.query_prefix, self._pad_id)
 
     def probabilities(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Level and area probabilities for already-cleaned texts, batched by similar length."""

@@ -228,12 +228,12 @@ def evaluate(gold_files, model, baseline, json_out, plot) -> None:
 
 
 def _require_train() -> None:
-    from jobtitles.train import TRAIN_EXTRA_HINT
-    import importlib.util
+    from jobtitles.train import require_train_extra
 
-    missing = [m for m in ("torch", "sentence_transformers", "onnx") if importlib.util.find_spec(m) is None]
-    if missing:
-        raise click.ClickException(f"{', '.join(missing)} not installed: {TRAIN_EXTRA_HINT}")
+    try:
+        require_train_extra()
+    except ImportError as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 def _ensure_encoder(path: Path) -> Path:

@@ -138,6 +138,12 @@ def _compile(entries: list[tuple[str, str, str]], exclude: list[str]) -> _Matche
     return _Matcher(patterns, cjk, exclude)
 
 
+def label_names(spec: dict, key: str) -> list[str]:
+    """Label names, in file order, from a keyword file (v2: under ``key``; original: top level)."""
+    table = spec.get(key, spec)
+    return [k for k in table if not k.startswith("_") and k not in ("precedence", "exclude")]
+
+
 @dataclass(frozen=True)
 class RuleResult:
     """What the rules say about one title; ``None`` means don't know."""
@@ -153,7 +159,7 @@ class KeywordRules:
 
     def __init__(self, levels_spec: dict, areas_spec: dict) -> None:
         level_map = levels_spec.get("levels", levels_spec)
-        self.levels = [k for k in level_map if not k.startswith("_") and k not in ("precedence", "exclude")]
+        self.levels = label_names(levels_spec, "levels")
         precedence = levels_spec.get("precedence", {}) if "levels" in levels_spec else {}
         self.override = [x for x in precedence.get("override", []) if x in self.levels]
         self.default = precedence.get("default")
@@ -162,7 +168,7 @@ class KeywordRules:
         self._levels = _compile(entries, levels_spec.get("exclude", []) if "levels" in levels_spec else [])
 
         area_map = areas_spec.get("areas", areas_spec)
-        self.areas = [k for k in area_map if not k.startswith("_")]
+        self.areas = label_names(areas_spec, "areas")
         area_entries = []
         for area in self.areas:
             spec = area_map[area]

@@ -38,10 +38,10 @@ class LabelSet:
     def from_files(cls, levels_path: str | Path, areas_path: str | Path) -> LabelSet:
         """Read label names from keyword files in the original ``{label: [...]}`` format (or v2)."""
 
+        from jobtitles.train.rules import label_names
+
         def names(path: str | Path, key: str) -> list[str]:
-            spec = json.loads(Path(path).read_text(encoding="utf-8"))
-            spec = spec.get(key, spec)
-            return [k for k in spec if not k.startswith("_") and k not in ("precedence", "exclude")]
+            return label_names(json.loads(Path(path).read_text(encoding="utf-8")), key)
 
         return cls(names(levels_path, "levels"), names(areas_path, "areas"))
 
