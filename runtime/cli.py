@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
-from itertools import islice
 from pathlib import Path
 
 import click
@@ -40,14 +38,6 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
               help="Show the package and default bundle versions.")
 def main() -> None:
     """Classify job titles into a seniority level and a job area."""
-
-
-def _batches(it: Iterator, size: int) -> Iterator[list]:
-    while True:
-        chunk = list(islice(it, size))
-        if not chunk:
-            return
-        yield chunk
 
 
 @main.command(epilog="""\b

@@ -157,6 +157,7 @@ def evaluate_files(gold_files: list[str], model: str | None, baseline: bool, jso
     lines = [f"evaluated {len(gold)} titles from {', '.join(gold_files)} with bundle {clf.bundle.version}"]
     table = ["", f"{'group':12} {'system':6} {'n':>5} {'level acc':>9} {'level F1':>8} {'area acc':>8} "
                  f"{'area F1':>7} {'invalid rec':>11} {'false rej':>9}"]
+    scores: dict[tuple[str, str], SystemScores] = {}
     for gname, idx in groups.items():
         if not idx:
             continue
@@ -164,6 +165,7 @@ def evaluate_files(gold_files: list[str], model: str | None, baseline: bool, jso
         figures["groups"][gname] = {}
         for sname, (lv, ar, va) in systems.items():
             s = _score(sub, [lv[i] for i in idx], [ar[i] for i in idx], [va[i] for i in idx], clf.levels, clf.areas)
+            scores[(gname, sname)] = s
             figures["groups"][gname][sname] = {
                 "level": s.level.as_dict(), "area": s.area.as_dict(),
                 "invalid_recall": s.invalid_recall, "false_reject_rate": s.false_reject_rate, "n_invalid": s.n_invalid,
@@ -172,11 +174,7 @@ def evaluate_files(gold_files: list[str], model: str | None, baseline: bool, jso
             table.append(f"{gname:12} {sname:6} {s.level.n:5d} {s.level.accuracy:9.3f} {s.level.macro_f1:8.3f} "
                          f"{s.area.accuracy:8.3f} {s.area.macro_f1:7.3f} {inv:>11} {s.false_reject_rate:9.3f}")
     lines += table
-    valid_idx = [i for i, g in enumerate(gold) if g.valid]
-    sub = [gold[i] for i in valid_idx]
-    mlv = classification_report([g.level for g in sub], [preds[i].level for i in valid_idx], clf.levels)
-    mar = classification_report([g.area for g in sub], [preds[i].area for i in valid_idx], clf.areas,
-                                [set(g.alt_areas) for g in sub])
+    mlv, mar = scores[("all", "model")].level, scores[("all", "model")].area
     lines += ["", format_report(mlv, "model level (all valid titles)"), "", _confusion_text(mlv), "",
               format_report(mar, "model area (all valid titles; alternatives accepted)"), ""]
     lines += ["worst level confusions (gold → predicted):"] + _worst_confusions(gold, preds, "level")

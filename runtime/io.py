@@ -209,8 +209,6 @@ def read_records(stream: IO[bytes], fmt: str, field_name: str = "title", column:
 def output_record(rec: InputRecord, pred: Prediction, keep_columns: bool = False) -> dict:
     """The output dict of one record (``id`` first when the input had one; input fields too if asked)."""
     out = pred.to_dict()
-    if rec.title is None and rec.error:
-        out["title"] = None
     note = rec.fields.get("_note")
     if note:
         out["reason"] = note if not out.get("reason") else f"{out['reason']}; {note}"

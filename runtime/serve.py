@@ -27,7 +27,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from jobtitles.classifier import Classifier, Prediction
-from jobtitles.io import OUTPUT_FIELDS
+from jobtitles.io import OUTPUT_FIELDS, InputRecord, output_record
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -164,11 +164,6 @@ class Coalescer:
                     self.queue.task_done()
 
 
-def _record(pred: Prediction, rid: object) -> dict:
-    out = pred.to_dict()
-    return {"id": rid, **out} if rid is not None else out
-
-
 def create_app(cfg: ServeConfig = ServeConfig()):
     """The FastAPI application (model loaded once, in the lifespan)."""
     state: dict = {"metrics": Metrics(), "coalescer": None}
@@ -232,7 +227,7 @@ def create_app(cfg: ServeConfig = ServeConfig()):
         m.titles += len(titles)
         m.count_request(200)
         m.latency.observe(time.perf_counter() - start)
-        return JSONResponse([_record(p, rid) for p, rid in zip(preds, ids)])
+        return JSONResponse([output_record(InputRecord(t, rid), p) for t, p, rid in zip(titles, preds, ids)])
 
     @app.get("/healthz", summary="Liveness")
     async def healthz():
