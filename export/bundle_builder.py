@@ -24,14 +24,24 @@ from jobtitles.bundle import (  # noqa: E402
 from jobtitles.classifier import Classifier, encode_batch  # noqa: E402
 import onnx  # noqa: E402
 
-from jobtitles.export.onnx_export import export_fp32, load_module, quantize_encoder, set_metadata  # noqa: E402
-from jobtitles.export.vocab_trim import VocabSubset, replace_embedding_rows, trimmed_tokenizer_json  # noqa: E402
+from jobtitles.export.onnx_export import export_fp32, load_module, set_metadata  # noqa: E402
+from jobtitles.export.quantize import quantize_model  # noqa: E402
+from jobtitles.export.vocab_trim import (  # noqa: E402
+    VocabSubset, replace_embedding_rows, trimmed_module, trimmed_tokenizer_json,
+)
 from jobtitles.train.embed import encoder_fingerprint  # noqa: E402
 from jobtitles.train.encoder_convert import sha256_file  # noqa: E402
-from jobtitles.train.trainer import HEAD_CONFIG, HEAD_WEIGHTS, TRAINING_REPORT, load_head  # noqa: E402
+from jobtitles.train.trainer import (  # noqa: E402
+    HEAD_CONFIG, HEAD_WEIGHTS, TRAINING_REPORT, load_head, load_title_threshold,
+)
 
 RUNTIME_MAX_TOKENS = 128
 PARITY_THRESHOLD = 0.99
+# Top-1 parity is judged on titles the fp32 model decides with a margin (top-1 minus top-2
+# probability) of at least this: quantization noise flips near-ties, which are coin flips for
+# accuracy too (README, Quantization); raw agreement over all titles is recorded beside it.
+DECIDED_MARGIN = 0.1
+N_CALIBRATION = 512
 
 
 @dataclass(frozen=True)
@@ -39,42 +49,94 @@ class ParityReport:
     """Agreement of the ONNX bundle with the PyTorch model on held-out titles."""
 
     n_titles: int
-    level_top1_agreement: float
+    n_non_titles: int
+    level_top1_agreement: float  # over all titles
     area_top1_agreement: float
+    level_top1_agreement_decided: float  # over titles with an fp32 top-1 margin >= DECIDED_MARGIN
+    area_top1_agreement_decided: float
+    title_decision_agreement: float  # same side of the title threshold (titles and non-titles)
     max_abs_prob_diff: float
     passed: bool
 
 
 def torch_probabilities(module, tokenizer_path: Path, prefix: str, texts: list[str], batch_size: int = 64
-                        ) -> tuple[np.ndarray, np.ndarray]:
-    """Reference probabilities from the PyTorch module (fp32) with the encoder's own (full) tokenizer."""
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Reference level / area / title probabilities from the PyTorch module (fp32) with the encoder's
+    own (full) tokenizer."""
     from tokenizers import Tokenizer
 
     tok = Tokenizer.from_file(str(tokenizer_path))
     tok.enable_truncation(max_length=RUNTIME_MAX_TOKENS)
-    lv, ar = [], []
+    outs: list[list[np.ndarray]] = [[], [], []]
     with torch.no_grad():
         for i in range(0, len(texts), batch_size):
             ids, mask = encode_batch(tok, texts[i : i + batch_size], prefix, pad_id=1)
-            a, b = module(torch.from_numpy(ids), torch.from_numpy(mask))
-            lv.append(a.numpy())
-            ar.append(b.numpy())
-    return np.concatenate(lv), np.concatenate(ar)
+            for acc, t in zip(outs, module(torch.from_numpy(ids), torch.from_numpy(mask))):
+                acc.append(t.numpy())
+    return tuple(np.concatenate(o) for o in outs)
 
 
-def check_parity(module, bundle_dir: Path, texts: list[str], reference_tokenizer: Path | None = None
-                 ) -> ParityReport:
-    """Top-1 agreement of the ONNX bundle, end to end through the runtime (its trimmed tokenizer,
-    int8 encoder), with the fp32 torch module on the encoder's full tokenizer."""
+def check_parity(module, bundle_dir: Path, texts: list[str], reference_tokenizer: Path | None = None,
+                 non_titles: list[str] | None = None) -> ParityReport:
+    """Agreement of the ONNX bundle, end to end through the runtime (tokenizer, quantized encoder),
+    with the fp32 torch ``module`` read through ``reference_tokenizer`` (default: the bundle's):
+    level and area top-1 on the held-out titles ``texts``, the title decision on those and the
+    held-out ``non_titles``."""
     bundle = Bundle.load(bundle_dir)
-    clf = Classifier(bundle)
-    o_lv, o_ar = clf.probabilities(texts)
-    t_lv, t_ar = torch_probabilities(module, reference_tokenizer or bundle.tokenizer_path, bundle.query_prefix, texts)
-    lv_agree = float((o_lv.argmax(1) == t_lv.argmax(1)).mean())
-    ar_agree = float((o_ar.argmax(1) == t_ar.argmax(1)).mean())
-    diff = float(max(np.abs(o_lv - t_lv).max(), np.abs(o_ar - t_ar).max()))
-    return ParityReport(len(texts), lv_agree, ar_agree, diff,
-                        lv_agree >= PARITY_THRESHOLD and ar_agree >= PARITY_THRESHOLD)
+    everything = list(texts) + list(non_titles or [])
+    o_lv, o_ar, o_ti = Classifier(bundle).probabilities(everything)
+    t_lv, t_ar, t_ti = torch_probabilities(module, reference_tokenizer or bundle.tokenizer_path,
+                                           bundle.query_prefix, everything)
+    n = len(texts)
+    lv_agree, lv_decided = _top1_agreement(o_lv[:n], t_lv[:n])
+    ar_agree, ar_decided = _top1_agreement(o_ar[:n], t_ar[:n])
+    thr = bundle.title_threshold
+    ti_agree = float(((o_ti >= thr) == (t_ti >= thr)).mean())
+    diff = float(max(np.abs(o_lv[:n] - t_lv[:n]).max(), np.abs(o_ar[:n] - t_ar[:n]).max(),
+                     np.abs(o_ti - t_ti).max()))
+    return ParityReport(n, len(everything) - n, lv_agree, ar_agree, lv_decided, ar_decided, ti_agree, diff,
+                        min(lv_decided, ar_decided, ti_agree) >= PARITY_THRESHOLD)
+
+
+def _top1_agreement(got: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
+    """Top-1 agreement over all rows, and over rows where ``ref`` has a top-1 margin >= DECIDED_MARGIN."""
+    agree = got.argmax(1) == ref.argmax(1)
+    top2 = np.sort(ref, axis=1)[:, -2:]
+    decided = (top2[:, 1] - top2[:, 0]) >= DECIDED_MARGIN
+    return float(agree.mean()), float(agree[decided].mean()) if decided.any() else 1.0
+
+
+def _unchanged_share(full_tokenizer: Path, trimmed_tokenizer: Path, prefix: str, texts: list[str]) -> float:
+    """Share of ``texts`` that the trimmed tokenizer splits into the same pieces as the full one."""
+    from tokenizers import Tokenizer
+
+    full, trimmed = Tokenizer.from_file(str(full_tokenizer)), Tokenizer.from_file(str(trimmed_tokenizer))
+    a = full.encode_batch([prefix + t for t in texts])
+    b = trimmed.encode_batch([prefix + t for t in texts])
+    return float(np.mean([x.tokens == y.tokens for x, y in zip(a, b)])) if texts else 1.0
+
+
+def calibration_batches(tokenizer_path: Path, prefix: str, texts: list[str], batch_size: int = 32
+                        ) -> list[dict[str, np.ndarray]]:
+    """Model inputs for the quantization calibration titles, batched as the runtime batches them."""
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(tokenizer_path))
+    tok.enable_truncation(max_length=RUNTIME_MAX_TOKENS)
+    out = []
+    for i in range(0, len(texts), batch_size):
+        ids, mask = encode_batch(tok, texts[i : i + batch_size], prefix, pad_id=1)
+        out.append({"input_ids": ids, "attention_mask": mask})
+    return out
+
+
+def calibration_titles(exclude: set[str], n: int = N_CALIBRATION) -> list[str]:
+    """An even sample of the hand-labelled training titles (never the parity / dev titles)."""
+    from jobtitles.train.data import hand_examples
+
+    texts = [e.text for e in hand_examples() if e.text and e.text not in exclude]
+    step = max(1, len(texts) // n)
+    return texts[::step][:n]
 
 
 def _model_card(manifest: dict) -> str:
@@ -86,12 +148,21 @@ def _model_card(manifest: dict) -> str:
         "",
         "Classifies a job title into a seniority level and a job area (labels in `labels.json`).",
         "",
-        f"- Encoder: {enc['name']} (sha256 of source `{enc.get('source_sha256', '?')}`), weights in int8 "
-        f"({enc['quantization']['embeddings']} embeddings; {enc['quantization']['matmul']}); head in fp32.",
+        f"- Encoder: {enc['name']} (sha256 of source `{enc.get('source_sha256', '?')}`), " + (
+            f"quantized: embeddings {enc['quantization']['embeddings']}; MatMuls {enc['quantization']['matmul']}; "
+            f"head: {enc['quantization']['head']}." if enc["quantization"] else "fp32 (not quantized)."),
         f"- Input: `{enc['query_prefix']}` + cleaned title, at most {enc['max_tokens']} tokens.",
         f"- Parity with the PyTorch model on {par['n_titles']} held-out titles: level top-1 "
-        f"{par['level_top1_agreement']:.4f}, area top-1 {par['area_top1_agreement']:.4f}.",
+        f"{par['level_top1_agreement']:.4f}, area top-1 {par['area_top1_agreement']:.4f} (on titles the fp32 "
+        f"model decides by a margin of {DECIDED_MARGIN} or more: {par['level_top1_agreement_decided']:.4f} / "
+        f"{par['area_top1_agreement_decided']:.4f}), title decision {par['title_decision_agreement']:.4f}.",
     ]
+    det = manifest.get("title_detector", {})
+    if det:
+        v = det.get("validation") or {}
+        lines.append(f"- Non-title detector: an input whose title score is below {det['threshold']:.4f} is "
+                     f"reported as not a job title (validation: non-title recall {v.get('non_title_recall')}, "
+                     f"false rejects {v.get('false_reject_rate')}).")
     for head in ("level", "area"):
         if head in val:
             lines.append(f"- Validation ({head}, training-time split): accuracy {val[head]['accuracy']}, "
@@ -105,8 +176,9 @@ def _model_card(manifest: dict) -> str:
 
 def build_bundle(encoder_dir: str | Path, head_dir: str | Path, out_dir: str | Path,
                  parity_titles: list[str] | None = None, bundle_version: str | None = None,
-                 vocab: str | Path | None = None) -> dict:
-    """Export, quantize, write tokenizer / labels / manifest / model card, check parity; returns the manifest."""
+                 vocab: str | Path | None = None, embedding_bits: int = 4, quantize: bool = True) -> dict:
+    """Export, quantize (unless ``quantize`` is False: the fp32 reference bundle), write tokenizer /
+    labels / manifest / model card, check parity; returns the manifest."""
     encoder_dir, head_dir, out = Path(encoder_dir), Path(head_dir), Path(out_dir)
     head, labels = load_head(head_dir)
     module = load_module(encoder_dir, head)
@@ -115,20 +187,31 @@ def build_bundle(encoder_dir: str | Path, head_dir: str | Path, out_dir: str | P
     enc_meta = json.loads(enc_meta_path.read_text(encoding="utf-8")) if enc_meta_path.exists() else {}
     prefix = enc_meta.get("query_prefix", "")
     tmp_out = Path(tempfile.mkdtemp(prefix=".bundle-", dir=out.parent if out.parent.exists() else None))
+    titles = parity_titles if parity_titles is not None else report.get("heldout_titles", [])
+    if not titles:
+        raise ValueError("no held-out titles for the parity check: pass parity_titles")
     try:
         subset = VocabSubset.load(vocab) if vocab else None
+        if subset is not None:
+            spec = trimmed_tokenizer_json(encoder_dir / TOKENIZER_FILE, subset)
+            (tmp_out / TOKENIZER_FILE).write_text(json.dumps(spec, ensure_ascii=False, separators=(",", ":")),
+                                                  encoding="utf-8")
+        else:
+            shutil.copy(encoder_dir / TOKENIZER_FILE, tmp_out / TOKENIZER_FILE)
+        held_out = set(titles) | set(report.get("heldout_non_titles", []))
+        calibration = calibration_batches(tmp_out / TOKENIZER_FILE, prefix, calibration_titles(held_out))
         with tempfile.TemporaryDirectory() as tmp:
             fp32 = export_fp32(module, Path(tmp) / "fp32.onnx")
             if subset is not None:
                 graph = onnx.load(str(fp32))
                 replace_embedding_rows(graph, subset)
                 onnx.save(graph, str(fp32))
-            quant = quantize_encoder(fp32, tmp_out / MODEL_FILE)
-        if subset is not None:
-            spec = trimmed_tokenizer_json(encoder_dir / TOKENIZER_FILE, subset)
-            (tmp_out / TOKENIZER_FILE).write_text(json.dumps(spec, ensure_ascii=False), encoding="utf-8")
-        else:
-            shutil.copy(encoder_dir / TOKENIZER_FILE, tmp_out / TOKENIZER_FILE)
+            if quantize:
+                quant = asdict(quantize_model(fp32, tmp_out / MODEL_FILE, calibration,
+                                              embedding_bits=embedding_bits))
+            else:
+                shutil.copy(fp32, tmp_out / MODEL_FILE)
+                quant = None
         (tmp_out / LABELS_FILE).write_text(json.dumps({"levels": labels.levels, "areas": labels.areas}, indent=2,
                                                       ensure_ascii=False) + "\n", encoding="utf-8")
         version = bundle_version or time.strftime("%Y.%m.%d", time.gmtime())
@@ -145,11 +228,13 @@ def build_bundle(encoder_dir: str | Path, head_dir: str | Path, out_dir: str | P
                 "query_prefix": prefix,
                 "max_tokens": RUNTIME_MAX_TOKENS,
                 "pad_id": 1,
-                "quantization": asdict(quant),
+                "quantization": quant,
                 "vocabulary": ({"pieces": len(subset.keep_ids), "original_pieces": subset.n_original,
                                 **subset.summary} if subset else {"pieces": "all"}),
             },
             "taxonomy": {"levels": labels.levels, "areas": labels.areas},
+            "title_detector": {"threshold": load_title_threshold(head_dir),
+                               "validation": report.get("validation", {}).get("title")},
             "head": {"weights_sha256": sha256_file(head_dir / HEAD_WEIGHTS),
                      "config": json.loads((head_dir / HEAD_CONFIG).read_text(encoding="utf-8"))["head"]},
             "training": {k: report.get(k) for k in ("created", "train_config", "best_epoch", "validation", "data",
@@ -158,10 +243,13 @@ def build_bundle(encoder_dir: str | Path, head_dir: str | Path, out_dir: str | P
         }
         (tmp_out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n",
                                              encoding="utf-8")
-        titles = parity_titles if parity_titles is not None else report.get("heldout_titles", [])
-        if not titles:
-            raise ValueError("no held-out titles for the parity check: pass parity_titles")
-        parity = check_parity(module, tmp_out, titles, encoder_dir / TOKENIZER_FILE)
+        # the export's fidelity: against the fp32 model on the same (trimmed) vocabulary
+        reference = module if subset is None else trimmed_module(module, subset)
+        parity = check_parity(reference, tmp_out, titles, non_titles=report.get("heldout_non_titles", []))
+        if subset is not None:
+            manifest["encoder"]["vocabulary"]["parity_texts_tokenised_unchanged"] = round(_unchanged_share(
+                encoder_dir / TOKENIZER_FILE, tmp_out / TOKENIZER_FILE, prefix,
+                titles + report.get("heldout_non_titles", [])), 5)
         manifest["parity"] = asdict(parity)
         manifest["files"] = {f: sha256_file(tmp_out / f) for f in (MODEL_FILE, TOKENIZER_FILE, LABELS_FILE)}
         set_metadata(tmp_out / MODEL_FILE, {"jobtitles.levels": json.dumps(labels.levels, ensure_ascii=False),

@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-BUNDLE_FORMAT_VERSION = 1
+BUNDLE_FORMAT_VERSION = 2  # 2: the model also outputs title_probs (the non-title detector)
 MODEL_FILE = "model.onnx"
 TOKENIZER_FILE = "tokenizer.json"
 LABELS_FILE = "labels.json"
@@ -43,6 +43,11 @@ class Bundle:
     @property
     def max_tokens(self) -> int:
         return int(self.manifest.get("encoder", {}).get("max_tokens", 128))
+
+    @property
+    def title_threshold(self) -> float:
+        """Inputs whose ``title_probs`` fall below this are reported as not a job title."""
+        return float(self.manifest["title_detector"]["threshold"])
 
     @property
     def version(self) -> str:

@@ -63,24 +63,28 @@ Exit status: 0 all records processed (some may be invalid), 1 invalid records wi
               help="Write here instead of stdout (atomically: a temporary file renamed when complete).")
 @click.option("--keep-columns", is_flag=True, help="Pass the input's columns / fields through to the output.")
 @click.option("--model", type=click.Path(file_okay=False), default=None, help="Bundle folder (default bundle).")
-@click.option("--batch-size", type=click.IntRange(1, 4096), default=32, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1, 4096), default=64, show_default=True,
+              help="Titles per model batch (64 measured fastest here: bench/run_bench.py --sweep).")
 @click.option("--max-wait-ms", type=click.FloatRange(0, 60_000), default=5.0, show_default=True,
               help="Close a partial batch when no new record arrived for this long.")
 @click.option("--top-k", type=click.IntRange(1, 1000), default=3, show_default=True, help="Areas listed per title.")
 @click.option("--min-score", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="List only areas scoring at least this (multi-label use).")
+@click.option("--title-threshold", type=click.FloatRange(0, 1), default=None,
+              help="Report inputs whose title score is below this as not a job title "
+                   "(default: the bundle's, chosen at training time; 0 turns the check off).")
 @click.option("--threads", type=click.IntRange(0, 256), default=0, help="ONNX Runtime intra-op threads (0 = auto).")
 @click.option("--strict", is_flag=True, help="Exit 1 when any record could not be classified.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress display on stderr.")
 def classify(source, input_format, field_name, column, output_format, output, keep_columns, model, batch_size,
-             max_wait_ms, top_k, min_score, threads, strict, quiet) -> None:
+             max_wait_ms, top_k, min_score, title_threshold, threads, strict, quiet) -> None:
     """Classify titles from SOURCE (a file, or - for stdin); one output record per input record, in order."""
     from jobtitles.run import ClassifyOptions, run_classify
 
     opts = ClassifyOptions(source=source, input_format=input_format, field_name=field_name, column=column,
                            output_format=output_format, output=output, keep_columns=keep_columns, model=model,
                            batch_size=batch_size, max_wait=max_wait_ms / 1000.0, top_k=top_k, min_score=min_score,
-                           threads=threads or None, strict=strict, quiet=quiet)
+                           title_threshold=title_threshold, threads=threads or None, strict=strict, quiet=quiet)
     sys.exit(run_classify(opts))
 
 
@@ -115,8 +119,9 @@ def train(encoder, out, shared, cache, levels, areas, seed) -> None:
 @click.option("--vocab", type=click.Path(dir_okay=False), default=str(DEFAULT_VOCAB), show_default=True,
               help="Kept-pieces file from `jobtitles trim-vocab` ('' = keep the full vocabulary).")
 @click.option("--if-missing", is_flag=True, help="Do nothing when OUT already holds a bundle.")
-def export(encoder, head, out, vocab, if_missing) -> None:
-    """Export encoder (int8) + head to an ONNX bundle and check parity (needs the [train] extra)."""
+@click.option("--fp32", is_flag=True, help="Skip quantization (the unoptimised reference bundle, for comparisons).")
+def export(encoder, head, out, vocab, if_missing, fp32) -> None:
+    """Export encoder + head to one quantized ONNX bundle and check parity (needs the [train] extra)."""
     if if_missing:
         try:
             bundle = Bundle.load(out)
@@ -127,12 +132,16 @@ def export(encoder, head, out, vocab, if_missing) -> None:
     _require_train()
     from jobtitles.export.bundle_builder import build_bundle
 
+    if vocab and not Path(vocab).is_file():
+        raise click.UsageError(f"vocabulary file {vocab} not found: pass --vocab PATH (made by `jobtitles "
+                               "trim-vocab`), or --vocab '' to keep the encoder's full vocabulary")
     enc = _ensure_encoder(Path(encoder))
-    manifest = build_bundle(enc, head, out, vocab=vocab if vocab and Path(vocab).exists() else None)
+    manifest = build_bundle(enc, head, out, vocab=vocab or None, quantize=not fp32)
     par = manifest["parity"]
     click.echo(f"bundle {manifest['bundle_version']} written to {out}")
     click.echo(f"parity vs PyTorch on {par['n_titles']} held-out titles: level top-1 "
-               f"{par['level_top1_agreement']:.4f}, area top-1 {par['area_top1_agreement']:.4f} "
+               f"{par['level_top1_agreement']:.4f}, area top-1 {par['area_top1_agreement']:.4f}, title decision "
+               f"{par['title_decision_agreement']:.4f} "
                f"({'ok' if par['passed'] else 'BELOW 0.99'})")
     if not par["passed"]:
         sys.exit(1)

@@ -21,7 +21,7 @@ from jobtitles.classifier import Prediction
 INPUT_FORMATS = ("text", "jsonl", "csv", "tsv", "parquet")
 MAX_LINE_BYTES = 1 << 20  # a longer line is cut here (and says so); the rest of it is skipped
 OUTPUT_FORMATS = ("jsonl", "csv", "tsv")
-OUTPUT_FIELDS = ["title", "valid", "level", "level_score", "area", "area_score", "areas", "reason"]
+OUTPUT_FIELDS = ["title", "valid", "level", "level_score", "area", "area_score", "areas", "title_score", "reason"]
 csv.field_size_limit(sys.maxsize)
 # Characters that JSON allows raw inside strings but many line readers treat as line ends.
 _LINE_BREAKS = str.maketrans({"\u2028": "\\u2028", "\u2029": "\\u2029", "\x85": "\\u0085"})

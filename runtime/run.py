@@ -41,10 +41,11 @@ class ClassifyOptions:
     output: str | None = None
     keep_columns: bool = False
     model: str | None = None
-    batch_size: int = 32
+    batch_size: int = 64
     max_wait: float = 0.005
     top_k: int = 3
     min_score: float = 0.0
+    title_threshold: float | None = None  # None: the bundle's
     threads: int | None = None
     strict: bool = False
     quiet: bool = False
@@ -92,7 +93,7 @@ def run_classify(opts: ClassifyOptions) -> int:
     """Run a classification and return the exit status (never raises for bad input)."""
     try:
         clf = Classifier.load(opts.model, threads=opts.threads, batch_size=opts.batch_size, top_k=opts.top_k,
-                              min_score=opts.min_score)
+                              min_score=opts.min_score, title_threshold=opts.title_threshold)
     except BundleError as exc:
         _stderr(f"error: {exc}")
         return EXIT_INVALID

@@ -7,7 +7,7 @@ The bundle is loaded once per executor process (a small per-process cache keyed 
 path) and reached either by a path visible to every executor (shared storage) or
 through ``SparkContext.addFile`` / ``SparkFiles`` (``ship=True``, which adds the
 bundle folder from the driver). Output: the input columns plus ``jt_valid``,
-``jt_level``, ``jt_level_score``, ``jt_area``, ``jt_area_score``, ``jt_reason``.
+``jt_level``, ``jt_level_score``, ``jt_area``, ``jt_area_score``, ``jt_title_score``, ``jt_reason``.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ OUTPUT_COLUMNS = {
     "jt_level_score": "double",
     "jt_area": "string",
     "jt_area_score": "double",
+    "jt_title_score": "double",
     "jt_reason": "string",
 }
 
@@ -67,6 +68,7 @@ def classify_dataframe(df, title_col: str = "title", bundle: str | os.PathLike |
             out["jt_level_score"] = [p.level_score for p in preds]
             out["jt_area"] = [p.area for p in preds]
             out["jt_area_score"] = [p.area_score for p in preds]
+            out["jt_title_score"] = [p.title_score for p in preds]
             out["jt_reason"] = [p.reason for p in preds]
             yield out
 

@@ -1,18 +1,32 @@
-"""The default bundle: files, manifest (with parity ≥ 99%), labels in the ONNX metadata."""
+"""The default bundle: files, manifest (with parity ≥ 99%), labels in the ONNX metadata; the committed
+bundle matches the committed head and can be rebuilt from it."""
 
+import hashlib
 import json
+import subprocess
+import sys
 
+import numpy as np
 import onnxruntime as ort
+import pytest
+
+from conftest import DEV_FILES, REPO, needs_torch
+
+
+def _sha256(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def test_manifest_records_parity_and_provenance(bundle_dir):
     m = json.loads((bundle_dir / "manifest.json").read_text())
-    assert m["format_version"] == 1
+    assert m["format_version"] == 2
     assert m["parity"]["passed"] is True
     assert m["parity"]["n_titles"] >= 100
-    assert m["parity"]["level_top1_agreement"] >= 0.99 and m["parity"]["area_top1_agreement"] >= 0.99
+    for key in ("level_top1_agreement_decided", "area_top1_agreement_decided", "title_decision_agreement"):
+        assert m["parity"][key] >= 0.99
     assert m["encoder"]["source_sha256"] and m["encoder"]["query_prefix"] == "query: "
-    assert m["encoder"]["quantization"]["bits"] == 8
+    assert m["encoder"]["quantization"]["matmul_bits"] == 8 and m["encoder"]["quantization"]["n_matmuls"] >= 72
+    assert 0 < m["title_detector"]["threshold"] <= 0.5
     assert m["training"]["data"]["train"]
     for key in ("created", "bundle_version", "taxonomy", "files"):
         assert m[key]
@@ -21,7 +35,7 @@ def test_manifest_records_parity_and_provenance(bundle_dir):
 def test_onnx_graph_io_and_metadata(bundle_dir):
     sess = ort.InferenceSession(str(bundle_dir / "model.onnx"), providers=["CPUExecutionProvider"])
     assert [i.name for i in sess.get_inputs()] == ["input_ids", "attention_mask"]
-    assert [o.name for o in sess.get_outputs()] == ["level_probs", "area_probs"]
+    assert [o.name for o in sess.get_outputs()] == ["level_probs", "area_probs", "title_probs"]
     meta = sess.get_modelmeta().custom_metadata_map
     labels = json.loads((bundle_dir / "labels.json").read_text())
     assert json.loads(meta["jobtitles.levels"]) == labels["levels"]
@@ -31,3 +45,28 @@ def test_onnx_graph_io_and_metadata(bundle_dir):
 def test_model_card_written_beside_the_bundle(bundle_dir):
     card = (bundle_dir / "README.md").read_text()
     assert "Parity" in card and "Training data" in card
+
+
+def test_bundle_files_match_the_manifest_and_the_committed_head(bundle_dir):
+    m = json.loads((bundle_dir / "manifest.json").read_text())
+    for name, digest in m["files"].items():
+        assert _sha256(bundle_dir / name) == digest, f"{name} changed after the bundle was built"
+    assert m["head"]["weights_sha256"] == _sha256(REPO / "models" / "heads" / "default" / "head.pt"), (
+        "models/default was not built from models/heads/default: run `jobtitles export`")
+    assert (bundle_dir / "model.onnx").stat().st_size <= 40 * 2**20
+
+
+@pytest.mark.slow
+@needs_torch
+def test_the_bundle_rebuilds_from_the_committed_head(bundle_dir, tmp_path):
+    """The export path end to end: a fresh bundle from the committed head answers like the shipped one."""
+    from jobtitles.classifier import Classifier
+    from jobtitles.evaluation import load_gold
+
+    out = tmp_path / "bundle"
+    subprocess.run([sys.executable, "-m", "jobtitles.cli", "export", "--out", str(out)], check=True, cwd=REPO)
+    texts = [g.title for g in load_gold([str(f) for f in DEV_FILES])][:300]
+    a = Classifier.load(bundle_dir).probabilities(texts)
+    b = Classifier.load(out).probabilities(texts)
+    for x, y in zip(a, b):
+        assert np.allclose(x, y, atol=1e-4)

@@ -23,7 +23,7 @@ def test_clear_titles_get_the_obvious_labels(classifier, title, level, area):
 
 
 def test_one_prediction_per_input_in_order_with_reasons(classifier):
-    inputs = ["Software Engineer", "", "2021-30665", None, "Apply now", "Cashier", "x" * 100_000, 17]
+    inputs = ["Software Engineer", "", "2021-30665", None, "Apply now", "Cashier", "Senior Software Engineer " * 4000, 17]
     preds = classifier.predict(inputs)
     assert len(preds) == len(inputs)
     assert [p.valid for p in preds] == [True, False, False, False, False, True, True, False]
@@ -38,19 +38,38 @@ def test_scores_are_probabilities_and_top_k_is_sorted(classifier):
     scores = [s for _, s in p.areas]
     assert scores == sorted(scores, reverse=True) and p.areas[0] == (p.area, p.area_score)
     assert len(p.areas) == 3
-    lv, ar = classifier.probabilities(["Accountant"])
+    lv, ar, ti = classifier.probabilities(["Accountant"])
     assert np.isclose(lv.sum(), 1, atol=1e-4) and np.isclose(ar.sum(), 1, atol=1e-4)
+    assert 0 <= ti[0] <= 1 and p.title_score == round(float(ti[0]), 4)
 
 
 def test_a_title_gets_the_same_answer_alone_and_inside_any_batch(classifier):
     titles = ["Nurse", "Senior Vice President, Global Supply Chain Operations EMEA", "店长", "Data Analyst III",
               "Praktikant Marketing", "Forklift Driver - Nights"]
-    alone = np.vstack([classifier.probabilities([t])[0] for t in titles])
-    together, _ = classifier.probabilities(titles)
-    reversed_, _ = classifier.probabilities(titles[::-1])
-    assert np.allclose(alone, together, atol=2e-3)
-    assert np.allclose(together, reversed_[::-1], atol=2e-3)
-    assert (alone.argmax(1) == together.argmax(1)).all()
+    alone = [classifier.probabilities([t]) for t in titles]
+    together = classifier.probabilities(titles)
+    reversed_ = classifier.probabilities(titles[::-1])
+    for k in range(3):  # level, area, title (quantization scales are per row, never per batch)
+        single = np.concatenate([a[k] for a in alone])
+        assert np.allclose(single, together[k], atol=2e-3)
+        assert np.allclose(together[k], reversed_[k][::-1], atol=2e-3)
+    assert (np.vstack([a.level for a in alone]).argmax(1) == together.level.argmax(1)).all()
+
+
+# none of these is caught by the cleaning rules: the model's title head has to see them
+@pytest.mark.parametrize("text", ["Sign up for job alerts", "Competitive salary + benefits", "Meet the team",
+                                  "Join our talent community", "Jetzt bewerben und Teil unseres Teams werden"])
+def test_the_model_flags_non_titles_with_a_reason(classifier, text):
+    p = classifier.predict([text])[0]
+    assert not p.valid and p.level is None and p.area is None
+    assert p.reason.startswith("not a job title") and p.title_score < classifier.title_threshold
+
+
+def test_title_threshold_zero_turns_the_detector_off(bundle_dir):
+    from jobtitles.classifier import Classifier
+
+    p = Classifier.load(bundle_dir, title_threshold=0.0).predict(["Sign up for job alerts"])[0]
+    assert p.valid and p.level and p.title_score is not None
 
 
 def test_labels_come_from_the_bundle(classifier, bundle_dir):

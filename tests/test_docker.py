@@ -50,15 +50,25 @@ def test_runtime_stage_in_a_fresh_venv(bundle_dir, tmp_path):
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-cache-dir"]
     res = subprocess.run(pip + [str(next(wheels.glob("*.whl")))], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-3000:]
-    model = tmp_path / "opt" / "model"
-    shutil.copytree(bundle_dir, model)
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    env["JOBTITLES_MODEL"] = str(model)
+    # a plain install classifies at once: the default bundle travels inside the wheel
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "JOBTITLES_MODEL")}
     res = subprocess.run([str(venv / "bin" / "jobtitles"), "classify"], input=b"Senior Data Engineer\nApply now\n",
                          capture_output=True, env=env, cwd=tmp_path, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     recs = [json.loads(x) for x in res.stdout.splitlines()]
     assert [r["valid"] for r in recs] == [True, False]
+    probe_bundle = "from jobtitles.bundle import Bundle; b = Bundle.load(); print(b.version, b.path)"
+    out = subprocess.run([str(venv / "bin" / "python"), "-c", probe_bundle], capture_output=True, text=True,
+                         env=env, cwd=tmp_path).stdout.split()
+    assert out[0] == json.loads((bundle_dir / "manifest.json").read_text())["bundle_version"]
+    assert "site-packages" in out[1], "the installed package must carry its own bundle"
+    # JOBTITLES_MODEL still points the runtime at another bundle
+    model = tmp_path / "opt" / "model"
+    shutil.copytree(bundle_dir, model)
+    env["JOBTITLES_MODEL"] = str(model)
+    res = subprocess.run([str(venv / "bin" / "jobtitles"), "classify"], input=b"Nurse\n", capture_output=True,
+                         env=env, cwd=tmp_path, timeout=300)
+    assert res.returncode == 0 and json.loads(res.stdout)["valid"], res.stderr[-3000:]
     probe = ("import importlib.util, sys; print(importlib.util.find_spec('torch') is None, "
              "importlib.util.find_spec('sentence_transformers') is None)")
     out = subprocess.run([str(venv / "bin" / "python"), "-c", probe], capture_output=True, text=True, env=env,

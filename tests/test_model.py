@@ -32,13 +32,14 @@ def test_prediction_alone_equals_prediction_in_any_batch():
     with torch.no_grad():
         alone = [tuple(t[0] for t in model(x[i : i + 1])) for i in range(len(x))]
         for batch in (x, x.flip(0), torch.cat([x[:7], torch.randn(9, 32) * 100])):
-            lv, ar = model(batch)
+            lv, ar, ti = model(batch)
             for j in range(len(batch)):
                 row = batch[j]
                 matches = [i for i in range(len(x)) if torch.equal(x[i], row)]
                 for i in matches:
                     assert torch.allclose(lv[j], alone[i][0], atol=1e-6)
                     assert torch.allclose(ar[j], alone[i][1], atol=1e-6)
+                    assert torch.allclose(ti[j], alone[i][2], atol=1e-6)
 
 
 def test_se_gate_uses_only_the_sample_itself():
@@ -55,24 +56,45 @@ def test_se_gate_uses_only_the_sample_itself():
 
 def test_training_learns_separable_labels_and_stops_early(tmp_path):
     from jobtitles.train.data import Example
-    from jobtitles.train.trainer import LabelSet, TrainConfig, load_head, predict_logits, save_head, train_head
+    from jobtitles.train.trainer import (
+        LabelSet, TrainConfig, load_head, load_title_threshold, predict_logits, save_head, train_head,
+    )
 
     rng = np.random.default_rng(0)
     labels = LabelSet(["A", "B", "C"], ["X", "Y"])
     centers = rng.normal(size=(3, 16)).astype(np.float32) * 3
     ys = rng.integers(0, 3, size=600)
     x = (centers[ys] + rng.normal(size=(600, 16)).astype(np.float32) * 0.3).astype(np.float32)
-    ex = [Example(f"t{i}", labels.levels[y], labels.areas[y % 2] if i % 5 else None, "s") for i, y in enumerate(ys)]
+    # a fourth cluster holds non-titles: the title head must learn to tell them apart
+    invalid = rng.random(600) < 0.15
+    x[invalid] = -centers[2] + rng.normal(size=(int(invalid.sum()), 16)).astype(np.float32) * 0.3
+    ex = [Example(f"t{i}", None if invalid[i] else labels.levels[y],
+                  None if invalid[i] or not i % 5 else labels.areas[y % 2], "s", valid=not invalid[i])
+          for i, y in enumerate(ys)]
     cfg = TrainConfig(hidden_dim=32, max_epochs=60, patience=3, batch_size=64)
     res = train_head(x[:500], ex[:500], x[500:], ex[500:], labels, cfg, progress=False)
     assert res.val_reports["level"].accuracy > 0.95
+    assert res.title_validation["non_title_recall"] > 0.9
+    assert res.title_validation["false_reject_rate"] <= cfg.max_false_reject + 0.02
     assert res.best_epoch < cfg.max_epochs - 1 or len(res.history) <= cfg.max_epochs
     save_head(res, tmp_path)
     model, loaded = load_head(tmp_path)
     assert loaded == labels
-    a, _ = predict_logits(res.model, x[500:])
-    b, _ = predict_logits(model, x[500:])
-    assert np.allclose(a, b, atol=1e-5)
+    for a, b in zip(predict_logits(res.model, x[500:]), predict_logits(model, x[500:])):
+        assert np.allclose(a, b, atol=1e-5)
+    assert load_title_threshold(tmp_path) == res.title_threshold
+
+
+def test_title_threshold_keeps_false_rejects_within_the_budget():
+    from jobtitles.train.trainer import choose_title_threshold, title_report
+
+    rng = np.random.default_rng(3)
+    prob = np.concatenate([rng.beta(8, 1, 1000), rng.beta(1, 8, 200)])
+    valid = np.arange(1200) < 1000
+    thr = choose_title_threshold(prob, valid, 0.01)
+    rep = title_report(prob, valid, thr)
+    assert rep["false_reject_rate"] <= 0.01 and rep["non_title_recall"] > 0.9
+    assert choose_title_threshold(np.ones(10), np.ones(10, bool), 0.01) == 0.5  # never above 0.5
 
 
 def test_class_weights_favour_rare_classes_and_skip_unknown():

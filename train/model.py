@@ -1,4 +1,4 @@
-"""The classification head: a shared residual / squeeze-excitation trunk with a level and an area head."""
+"""The classification head: a shared residual / squeeze-excitation trunk with level, area and title heads."""
 
 from __future__ import annotations
 
@@ -53,7 +53,8 @@ class SqueezeExcitation(nn.Module):
 
 
 class MultiTaskHead(nn.Module):
-    """Shared trunk (Linear → BN → GELU → Dropout → residual → SE → Linear), then two linear heads."""
+    """Shared trunk (Linear → BN → GELU → Dropout → residual → SE → Linear), then three linear heads:
+    level, area, and one logit that the input is a job title at all (the learned non-title detector)."""
 
     def __init__(self, cfg: HeadConfig) -> None:
         super().__init__()
@@ -65,8 +66,9 @@ class MultiTaskHead(nn.Module):
         )
         self.level = nn.Linear(h, cfg.n_levels)
         self.area = nn.Linear(h, cfg.n_areas)
+        self.title = nn.Linear(h, 1)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits for level and area."""
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Logits for level ``[B, n_levels]``, area ``[B, n_areas]`` and is-a-title ``[B]``."""
         z = self.trunk(x)
-        return self.level(z), self.area(z)
+        return self.level(z), self.area(z), self.title(z)[:, 0]
