@@ -30,6 +30,7 @@ from jobtitles.export.vocab_trim import (  # noqa: E402
     VocabSubset, replace_embedding_rows, trimmed_module, trimmed_tokenizer_json,
 )
 from jobtitles.train.embed import encoder_fingerprint  # noqa: E402
+from jobtitles.train.finetune import ADAPTER_FILE  # noqa: E402
 from jobtitles.train.encoder_convert import sha256_file  # noqa: E402
 from jobtitles.train.trainer import (  # noqa: E402
     HEAD_CONFIG, HEAD_WEIGHTS, TRAINING_REPORT, load_head, load_title_threshold,
@@ -152,6 +153,9 @@ def _model_card(manifest: dict) -> str:
             f"quantized: embeddings {enc['quantization']['embeddings']}; MatMuls {enc['quantization']['matmul']}; "
             f"head: {enc['quantization']['head']}." if enc["quantization"] else "fp32 (not quantized)."),
         f"- Input: `{enc['query_prefix']}` + cleaned title, at most {enc['max_tokens']} tokens.",
+        "- Encoder weights: " + ("fine-tuned for this task (LoRA adapters of rank "
+                                 f"{enc['finetuned_adapters']['config']['rank']}, merged)."
+                                 if enc.get("finetuned_adapters") else "as published (frozen)."),
         f"- Parity with the PyTorch model on {par['n_titles']} held-out titles: level top-1 "
         f"{par['level_top1_agreement']:.4f}, area top-1 {par['area_top1_agreement']:.4f} (on titles the fp32 "
         f"model decides by a margin of {DECIDED_MARGIN} or more: {par['level_top1_agreement_decided']:.4f} / "
@@ -181,7 +185,8 @@ def build_bundle(encoder_dir: str | Path, head_dir: str | Path, out_dir: str | P
     labels / manifest / model card, check parity; returns the manifest."""
     encoder_dir, head_dir, out = Path(encoder_dir), Path(head_dir), Path(out_dir)
     head, labels = load_head(head_dir)
-    module = load_module(encoder_dir, head)
+    adapters = head_dir / ADAPTER_FILE if (head_dir / ADAPTER_FILE).exists() else None
+    module = load_module(encoder_dir, head, adapters)
     report = json.loads((head_dir / TRAINING_REPORT).read_text(encoding="utf-8"))
     enc_meta_path = encoder_dir / "jobtitles_encoder.json"
     enc_meta = json.loads(enc_meta_path.read_text(encoding="utf-8")) if enc_meta_path.exists() else {}
@@ -225,6 +230,8 @@ def build_bundle(encoder_dir: str | Path, head_dir: str | Path, out_dir: str | P
                 "source": enc_meta.get("source"),
                 "source_sha256": enc_meta.get("source_sha256"),
                 "fingerprint": encoder_fingerprint(encoder_dir),
+                "finetuned_adapters": ({"file": ADAPTER_FILE, "sha256": sha256_file(adapters),
+                                        "config": (report.get("finetune") or {}).get("config")} if adapters else None),
                 "query_prefix": prefix,
                 "max_tokens": RUNTIME_MAX_TOKENS,
                 "pad_id": 1,
@@ -238,7 +245,7 @@ def build_bundle(encoder_dir: str | Path, head_dir: str | Path, out_dir: str | P
             "head": {"weights_sha256": sha256_file(head_dir / HEAD_WEIGHTS),
                      "config": json.loads((head_dir / HEAD_CONFIG).read_text(encoding="utf-8"))["head"]},
             "training": {k: report.get(k) for k in ("created", "train_config", "best_epoch", "validation", "data",
-                                                     "encoder_fingerprint")},
+                                                     "encoder_fingerprint", "frozen_encoder", "finetune")},
             "parity": None,
         }
         (tmp_out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n",

@@ -45,15 +45,22 @@ class TitleClassifierModule(nn.Module):
         return level.softmax(-1), area.softmax(-1), title.sigmoid()
 
 
-def load_module(encoder_dir: str | Path, head: MultiTaskHead) -> TitleClassifierModule:
-    """Build the combined module from a SentenceTransformers folder and a trained head (eval mode)."""
+def load_module(encoder_dir: str | Path, head: MultiTaskHead, adapters: str | Path | None = None
+                ) -> TitleClassifierModule:
+    """Build the combined module from a SentenceTransformers folder, fine-tuning adapters (merged into
+    the encoder's weights) when given, and a trained head (eval mode)."""
     from sentence_transformers import SentenceTransformer
+
+    from jobtitles.train.finetune import load_adapters, merge_adapters
 
     st = SentenceTransformer(str(encoder_dir), device="cpu")
     transformer = st[0].auto_model
     # Plain (eager) attention exports as MatMul/Softmax; the SDPA path adds IsNaN/Where guards
     # that took a quarter of the runtime's time (measured with onnxruntime's profiler).
     transformer.set_attn_implementation("eager")
+    if adapters is not None:
+        load_adapters(transformer, adapters)
+        merge_adapters(transformer)
     module = TitleClassifierModule(transformer, head)
     module.eval()
     return module

@@ -98,17 +98,24 @@ def classify(source, input_format, field_name, column, output_format, output, ke
 @click.option("--levels", type=click.Path(dir_okay=False, exists=True), default=None, help="Level label file.")
 @click.option("--areas", type=click.Path(dir_okay=False, exists=True), default=None, help="Area label file.")
 @click.option("--seed", type=int, default=13, show_default=True)
-def train(encoder, out, shared, cache, levels, areas, seed) -> None:
-    """Train the classification head (needs the [train] extra)."""
+@click.option("--finetune/--no-finetune", default=True, show_default=True,
+              help="After the head, fine-tune the encoder (LoRA adapters) together with it.")
+@click.option("--finetune-epochs", type=click.FloatRange(0.1, 20), default=1.0, show_default=True)
+@click.option("--finetune-rank", type=click.IntRange(1, 256), default=8, show_default=True)
+def train(encoder, out, shared, cache, levels, areas, seed, finetune, finetune_epochs, finetune_rank) -> None:
+    """Train the classification head, then fine-tune encoder adapters with it (needs the [train] extra)."""
     _require_train()
+    from jobtitles.train.finetune import FinetuneConfig
     from jobtitles.train.pipeline import run_training
     from jobtitles.train.rules import TAXONOMY_DIR
     from jobtitles.train.trainer import TrainConfig
 
     enc = _ensure_encoder(Path(encoder))
+    fcfg = FinetuneConfig(rank=finetune_rank, alpha=2.0 * finetune_rank, epochs=finetune_epochs, seed=seed) \
+        if finetune else None
     run_training(enc, out, cache, shared_dir=shared, levels_file=levels or TAXONOMY_DIR / "levels.json",
-                 areas_file=areas or TAXONOMY_DIR / "areas.json", cfg=TrainConfig(seed=seed))
-    click.echo(f"head saved to {out}")
+                 areas_file=areas or TAXONOMY_DIR / "areas.json", cfg=TrainConfig(seed=seed), finetune_cfg=fcfg)
+    click.echo(f"head{' and encoder adapters' if finetune else ''} saved to {out}")
 
 
 @main.command()

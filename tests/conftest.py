@@ -12,6 +12,7 @@ REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("JOBTITLES_SHARED_DATA", REPO.parent / "shared" / "data"))
 DEFAULT_BUNDLE = REPO / "models" / "default"
 DEV_FILES = [REPO / "tests" / "data" / "dev_postings_en.jsonl", REPO / "tests" / "data" / "dev_multilingual.jsonl"]
+DEV_NONTITLES = REPO / "tests" / "data" / "dev_nontitles.jsonl"
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 needs_torch = pytest.mark.skipif(not HAS_TORCH, reason="needs the [train] extra (torch)")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DEV_FILES
+from conftest import DEV_FILES, DEV_NONTITLES
 
 BIN = [sys.executable, "-m", "jobtitles.cli"]
 
@@ -116,7 +116,7 @@ def test_evaluate_prints_model_and_baseline(bundle_dir, tmp_path):
     out = tmp_path / "figures.json"
     png = tmp_path / "confusion.png"
     args = ["evaluate", "--json-out", str(out), "--plot", str(png)]
-    for f in DEV_FILES:
+    for f in DEV_FILES + [DEV_NONTITLES]:
         args += ["--gold", str(f)]
     res = run(args, b"", bundle_dir)
     assert res.returncode == 0, res.stderr
@@ -125,3 +125,10 @@ def test_evaluate_prints_model_and_baseline(bundle_dir, tmp_path):
     figures = json.loads(out.read_text())
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert figures["groups"]["english"]["model"]["level"]["n"] > 400
+    # the shipped bundle: a regression guard a little below the figures in README.md
+    for group in ("english", "non-english"):
+        model, rules = figures["groups"][group]["model"], figures["groups"][group]["rules"]
+        for head in ("level", "area"):
+            assert model[head]["accuracy"] > rules[head]["accuracy"] + 0.05, (group, head)
+            assert model[head]["accuracy"] > 0.78, (group, head)
+        assert model["invalid_recall"] > 0.75 and model["false_reject_rate"] < 0.02, group

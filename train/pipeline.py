@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +15,14 @@ from jobtitles.train.data import (  # noqa: E402
     DEFAULT_MIX, HAND_DIR, SourceSpec, hand_examples, split_by_source, summarise, taxonomy_examples,
 )
 from jobtitles.train.embed import EmbeddingCache, encoder_fingerprint  # noqa: E402
+from jobtitles.train.finetune import (  # noqa: E402
+    ADAPTER_FILE, Embedder, FinetuneConfig, finetune, finetune_examples, load_encoder, save_adapters,
+)
 from jobtitles.train.rules import TAXONOMY_DIR, KeywordRules  # noqa: E402
-from jobtitles.train.trainer import LabelSet, TrainConfig, TrainResult, print_reports, save_head, train_head  # noqa: E402
+from jobtitles.train.trainer import (  # noqa: E402
+    LabelSet, TrainConfig, TrainResult, choose_title_threshold, evaluate_head, predict_logits, print_reports,
+    save_head, title_report, train_head,
+)
 
 VAL_FRACTION = 0.1
 
@@ -32,8 +38,10 @@ def run_training(
     mix: tuple[SourceSpec, ...] = DEFAULT_MIX,
     cfg: TrainConfig = TrainConfig(),
     progress: bool = True,
+    finetune_cfg: FinetuneConfig | None = None,
 ) -> TrainResult:
-    """Train a head and save it to ``out_dir``; taxonomy sources are used when ``shared_dir`` is given."""
+    """Train a head on frozen embeddings, then (with ``finetune_cfg``) fine-tune encoder adapters and
+    head together; save them to ``out_dir``. Taxonomy sources are used when ``shared_dir`` is given."""
     labels = LabelSet.from_files(levels_file, areas_file)
     rules = KeywordRules.load(levels_file, areas_file)
     examples = [e for e in hand_examples(Path(hand_dir)) if e.text]  # non-titles teach the title head
@@ -48,6 +56,14 @@ def run_training(
     hand_rows = np.array([e.source in hand_sources for e in val], dtype=bool)
     result = train_head(x_train, train, x_val, val, labels, cfg, progress=progress, threshold_rows=hand_rows)
     print_reports(result.val_reports, result.title_validation)
+    frozen = {"validation": {**{k: v.as_dict() for k, v in result.val_reports.items()},
+                             "title": result.title_validation}, "best_epoch": result.best_epoch}
+    adapters = Path(out_dir) / ADAPTER_FILE
+    finetuned = None
+    if finetune_cfg is not None:
+        result, finetuned = _finetune_stage(encoder_dir, result, train, val, hand_sources, finetune_cfg, progress)
+        print("after fine-tuning the encoder:")
+        print_reports(result.val_reports, result.title_validation)
     heldout = [e.text for e in val if e.source in hand_sources and e.valid]
     heldout_non_titles = [e.text for e in val if e.source in hand_sources and not e.valid]
     save_head(result, out_dir, extra={
@@ -57,6 +73,30 @@ def run_training(
                  "hand_weight": train[0].weight if train else None},
         "heldout_titles": heldout,
         "heldout_non_titles": heldout_non_titles,
+        "frozen_encoder": frozen,
+        "finetune": finetuned["report"] if finetuned else None,
     })
+    if finetuned:
+        save_adapters(finetuned["bert"], finetune_cfg, adapters)
+    elif adapters.exists():
+        adapters.unlink()  # stale adapters would be merged into an encoder this head was not trained with
     return result
+
+
+def _finetune_stage(encoder_dir: str | Path, result: TrainResult, train: list, val: list, hand_sources: set[str],
+                    fcfg: FinetuneConfig, progress: bool) -> tuple[TrainResult, dict]:
+    """Fine-tune adapters + the trained head; re-score validation and re-choose the title threshold."""
+    bert, tokenizer, prefix = load_encoder(encoder_dir)
+    examples = finetune_examples(train, hand_sources, fcfg.n_taxonomy, fcfg.seed)
+    print(f"fine-tuning the encoder (LoRA rank {fcfg.rank}) with the head on {len(examples)} titles")
+    history = finetune(bert, tokenizer, prefix, result.model, result.labels, examples, fcfg, progress)
+    x_val = Embedder(bert, tokenizer, prefix, fcfg.max_tokens).numpy([e.text for e in val])
+    rows = np.array([e.source in hand_sources for e in val], dtype=bool)
+    valid = np.array([e.valid for e in val], dtype=bool)
+    title_prob = 1.0 / (1.0 + np.exp(-predict_logits(result.model, x_val)[2]))
+    threshold = choose_title_threshold(title_prob[rows], valid[rows], result.config.max_false_reject)
+    updated = replace(result, val_reports=evaluate_head(result.model, x_val, val, result.labels),
+                      title_threshold=threshold, title_validation=title_report(title_prob[rows], valid[rows], threshold))
+    report = {"config": asdict(fcfg), "n_examples": len(examples), "history": history}
+    return updated, {"bert": bert, "report": report}
 
