@@ -171,7 +171,6 @@ def measured_int8_gemm_gops(seconds: float = 2.0) -> float:
     """u8 × s8 GEMM throughput of onnxruntime's ``MatMulInteger`` (the kernel the quantized encoder's
     MatMuls run on), 1024 × 1024 × 1024, all cores: the practical peak for the int8 bundle."""
     import numpy as np
-    import onnx
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
@@ -311,7 +310,8 @@ def format_table(r: dict) -> str:
     f = r["flops"]
     lines.append(f"\nbundle {r['bundle_mb']} MB; encoder {f['gflop_per_title']} GFLOP/title at {f['mean_tokens']} "
                  f"tokens; onnx (int8 MatMuls) reaches {f['achieved_gflops_onnx']} GOP/s = "
-                 f"{f['fraction_of_int8_peak']:.0%} of the measured int8 GEMM peak {f['measured_int8_gemm_gops']} GOP/s; "
+                 f"{f['fraction_of_int8_peak']:.0%} of the measured int8 GEMM peak "
+                 f"{f['measured_int8_gemm_gops']} GOP/s; "
                  f"torch (fp32) {f['achieved_gflops_torch']} GFLOP/s of a {f['measured_fp32_gemm_gflops']} GFLOP/s "
                  f"fp32 peak ({r['machine']['cpu_count']} cores, {r['runs']} runs per figure)")
     return "\n".join(lines)

@@ -100,7 +100,7 @@ def classify(source, input_format, field_name, column, output_format, output, ke
 @click.option("--seed", type=int, default=13, show_default=True)
 @click.option("--finetune/--no-finetune", default=True, show_default=True,
               help="After the head, fine-tune the encoder (LoRA adapters) together with it.")
-@click.option("--finetune-epochs", type=click.FloatRange(0.1, 20), default=1.0, show_default=True)
+@click.option("--finetune-epochs", type=click.FloatRange(0.1, 20), default=2.0, show_default=True)
 @click.option("--finetune-rank", type=click.IntRange(1, 256), default=8, show_default=True)
 def train(encoder, out, shared, cache, levels, areas, seed, finetune, finetune_epochs, finetune_rank) -> None:
     """Train the classification head, then fine-tune encoder adapters with it (needs the [train] extra)."""

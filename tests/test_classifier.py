@@ -23,7 +23,8 @@ def test_clear_titles_get_the_obvious_labels(classifier, title, level, area):
 
 
 def test_one_prediction_per_input_in_order_with_reasons(classifier):
-    inputs = ["Software Engineer", "", "2021-30665", None, "Apply now", "Cashier", "Senior Software Engineer " * 4000, 17]
+    long_title = "Senior Software Engineer " * 4000
+    inputs = ["Software Engineer", "", "2021-30665", None, "Apply now", "Cashier", long_title, 17]
     preds = classifier.predict(inputs)
     assert len(preds) == len(inputs)
     assert [p.valid for p in preds] == [True, False, False, False, False, True, True, False]

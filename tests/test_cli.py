@@ -28,7 +28,8 @@ def test_echo_senior_data_engineer(bundle_dir):
     res = run(["classify"], b"Senior Data Engineer\n", bundle_dir)
     assert res.returncode == 0, res.stderr
     (rec,) = jsonl(res.stdout)
-    assert set(rec) == {"title", "valid", "level", "level_score", "area", "area_score", "areas", "title_score", "reason"}
+    assert set(rec) == {"title", "valid", "level", "level_score", "area", "area_score", "areas", "title_score",
+                        "reason"}
     assert rec["valid"] and rec["level"] == "Sr Specialist" and rec["area"] == "IT"
 
 

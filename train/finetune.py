@@ -40,7 +40,7 @@ class FinetuneConfig:
 
     rank: int = 8
     alpha: float = 16.0
-    epochs: float = 1.0
+    epochs: float = 2.0  # 2 beat 1 on the dev set (README, Accuracy)
     batch_size: int = 32
     lr_adapters: float = 5e-4
     lr_head: float = 2e-4

@@ -96,7 +96,8 @@ def _finetune_stage(encoder_dir: str | Path, result: TrainResult, train: list, v
     title_prob = 1.0 / (1.0 + np.exp(-predict_logits(result.model, x_val)[2]))
     threshold = choose_title_threshold(title_prob[rows], valid[rows], result.config.max_false_reject)
     updated = replace(result, val_reports=evaluate_head(result.model, x_val, val, result.labels),
-                      title_threshold=threshold, title_validation=title_report(title_prob[rows], valid[rows], threshold))
+                      title_threshold=threshold,
+                      title_validation=title_report(title_prob[rows], valid[rows], threshold))
     report = {"config": asdict(fcfg), "n_examples": len(examples), "history": history}
     return updated, {"bert": bert, "report": report}
 
