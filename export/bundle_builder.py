@@ -6,6 +6,7 @@ import json
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -27,7 +28,7 @@ import onnx  # noqa: E402
 from jobtitles.export.onnx_export import export_fp32, load_module, set_metadata  # noqa: E402
 from jobtitles.export.quantize import quantize_model  # noqa: E402
 from jobtitles.export.vocab_trim import (  # noqa: E402
-    VocabSubset, replace_embedding_rows, trimmed_module, trimmed_tokenizer_json,
+    VocabSubset, check_unchanged, replace_embedding_rows, trimmed_module, trimmed_tokenizer_json,
 )
 from jobtitles.train.embed import encoder_fingerprint  # noqa: E402
 from jobtitles.train.finetune import ADAPTER_FILE  # noqa: E402
@@ -60,18 +61,24 @@ class ParityReport:
     passed: bool
 
 
-def torch_probabilities(module, tokenizer_path: Path, prefix: str, texts: list[str], batch_size: int = 64
-                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Reference level / area / title probabilities from the PyTorch module (fp32) with the encoder's
-    own (full) tokenizer."""
+def _encoded_batches(tokenizer_path: Path, prefix: str, texts: list[str], batch_size: int
+                     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """``(input_ids, attention_mask)`` for ``texts`` in batches, tokenized as the runtime does."""
     from tokenizers import Tokenizer
 
     tok = Tokenizer.from_file(str(tokenizer_path))
     tok.enable_truncation(max_length=RUNTIME_MAX_TOKENS)
+    for i in range(0, len(texts), batch_size):
+        yield encode_batch(tok, texts[i : i + batch_size], prefix, pad_id=1)
+
+
+def torch_probabilities(module, tokenizer_path: Path, prefix: str, texts: list[str], batch_size: int = 64
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Reference level / area / title probabilities from the PyTorch module (fp32) read through the
+    tokenizer at ``tokenizer_path``."""
     outs: list[list[np.ndarray]] = [[], [], []]
     with torch.no_grad():
-        for i in range(0, len(texts), batch_size):
-            ids, mask = encode_batch(tok, texts[i : i + batch_size], prefix, pad_id=1)
+        for ids, mask in _encoded_batches(tokenizer_path, prefix, texts, batch_size):
             for acc, t in zip(outs, module(torch.from_numpy(ids), torch.from_numpy(mask))):
                 acc.append(t.numpy())
     return tuple(np.concatenate(o) for o in outs)
@@ -107,28 +114,11 @@ def _top1_agreement(got: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
     return float(agree.mean()), float(agree[decided].mean()) if decided.any() else 1.0
 
 
-def _unchanged_share(full_tokenizer: Path, trimmed_tokenizer: Path, prefix: str, texts: list[str]) -> float:
-    """Share of ``texts`` that the trimmed tokenizer splits into the same pieces as the full one."""
-    from tokenizers import Tokenizer
-
-    full, trimmed = Tokenizer.from_file(str(full_tokenizer)), Tokenizer.from_file(str(trimmed_tokenizer))
-    a = full.encode_batch([prefix + t for t in texts])
-    b = trimmed.encode_batch([prefix + t for t in texts])
-    return float(np.mean([x.tokens == y.tokens for x, y in zip(a, b)])) if texts else 1.0
-
-
 def calibration_batches(tokenizer_path: Path, prefix: str, texts: list[str], batch_size: int = 32
                         ) -> list[dict[str, np.ndarray]]:
     """Model inputs for the quantization calibration titles, batched as the runtime batches them."""
-    from tokenizers import Tokenizer
-
-    tok = Tokenizer.from_file(str(tokenizer_path))
-    tok.enable_truncation(max_length=RUNTIME_MAX_TOKENS)
-    out = []
-    for i in range(0, len(texts), batch_size):
-        ids, mask = encode_batch(tok, texts[i : i + batch_size], prefix, pad_id=1)
-        out.append({"input_ids": ids, "attention_mask": mask})
-    return out
+    return [{"input_ids": ids, "attention_mask": mask}
+            for ids, mask in _encoded_batches(tokenizer_path, prefix, texts, batch_size)]
 
 
 def calibration_titles(exclude: set[str], n: int = N_CALIBRATION) -> list[str]:
@@ -254,9 +244,8 @@ def build_bundle(encoder_dir: str | Path, head_dir: str | Path, out_dir: str | P
         reference = module if subset is None else trimmed_module(module, subset)
         parity = check_parity(reference, tmp_out, titles, non_titles=report.get("heldout_non_titles", []))
         if subset is not None:
-            manifest["encoder"]["vocabulary"]["parity_texts_tokenised_unchanged"] = round(_unchanged_share(
-                encoder_dir / TOKENIZER_FILE, tmp_out / TOKENIZER_FILE, prefix,
-                titles + report.get("heldout_non_titles", [])), 5)
+            manifest["encoder"]["vocabulary"]["parity_texts_tokenised_unchanged"] = round(check_unchanged(
+                encoder_dir / TOKENIZER_FILE, spec, titles + report.get("heldout_non_titles", []), prefix), 5)
         manifest["parity"] = asdict(parity)
         manifest["files"] = {f: sha256_file(tmp_out / f) for f in (MODEL_FILE, TOKENIZER_FILE, LABELS_FILE)}
         set_metadata(tmp_out / MODEL_FILE, {"jobtitles.levels": json.dumps(labels.levels, ensure_ascii=False),

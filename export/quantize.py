@@ -74,11 +74,9 @@ def quantize_embedding_rows(model: onnx.ModelProto, bits: int = 8, min_rows: int
         base, ids, out, name = table.name, node.input[1], node.output[0], node.name or node.output[0]
         model.graph.initializer.remove(table)
         if bits == 8:
-            scale = np.abs(w).max(axis=1, keepdims=True) / 127.0
-            scale[scale == 0] = 1.0
-            q = np.clip(np.round(w / scale), -127, 127).astype(np.int8)
+            q, scale = _symmetric_int8(w, axis=1)
             _const(added, base + "_int8", q)
-            _const(added, base + "_scale", scale.astype(np.float32))
+            _const(added, base + "_scale", scale)
             new_nodes += [
                 helper.make_node("Gather", [base + "_int8", ids], [out + "_q"], name=name + "_q", axis=0),
                 helper.make_node("Gather", [base + "_scale", ids], [out + "_s"], name=name + "_s", axis=0),
@@ -133,11 +131,11 @@ def quantize_embedding_rows(model: onnx.ModelProto, bits: int = 8, min_rows: int
     return done
 
 
-def _weight_int8(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Symmetric int8 per output column (the last axis of a ``[K, N]`` MatMul weight)."""
-    scale = np.abs(w).max(axis=0) / 127.0
+def _symmetric_int8(w: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric int8 codes and fp32 scales (``max|w| / 127`` over ``axis``, kept as a size-1 axis)."""
+    scale = (np.abs(w).max(axis=axis, keepdims=True) / 127.0).astype(np.float32)
     scale[scale == 0] = 1.0
-    return np.clip(np.round(w / scale), -127, 127).astype(np.int8), scale.astype(np.float32)
+    return np.clip(np.round(w / scale), -127, 127).astype(np.int8), scale
 
 
 def quantize_matmuls_per_row(model: onnx.ModelProto, exclude: str | None = None, min_k: int = 64,
@@ -183,7 +181,8 @@ def quantize_matmuls_per_row(model: onnx.ModelProto, exclude: str | None = None,
         wf = numpy_helper.to_array(w).astype(np.float32)
         if x in smooth:
             wf = wf * smooth[x][:, None].astype(np.float32)
-        wq, ws = _weight_int8(wf)
+        wq, ws = _symmetric_int8(wf, axis=0)  # one scale per output column
+        ws = ws.reshape(-1)
         graph.initializer.remove(w)
         inits.pop(w.name)
         _const(added, w.name + "/int8", wq)
@@ -248,13 +247,11 @@ def quantize_gemm_weights(model: onnx.ModelProto, pattern: str = r"^/head/", min
         trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
         wf = numpy_helper.to_array(w).astype(np.float32)
         axis = 1 if trans_b else 0  # reduce over the input dimension: one scale per output unit
-        scale = np.abs(wf).max(axis=axis, keepdims=True) / 127.0
-        scale[scale == 0] = 1.0
-        q = np.clip(np.round(wf / scale), -127, 127).astype(np.int8)
+        q, scale = _symmetric_int8(wf, axis)
         model.graph.initializer.remove(w)
         inits.pop(w.name)
         _const(added, w.name + "/int8", q)
-        _const(added, w.name + "/scale", scale.astype(np.float32))
+        _const(added, w.name + "/scale", scale)
         nodes += [
             helper.make_node("Cast", [w.name + "/int8"], [w.name + "/f"], name=w.name + "/cast",
                              to=TensorProto.FLOAT),

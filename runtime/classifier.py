@@ -57,9 +57,8 @@ class Scores(NamedTuple):
         return cls(np.zeros((n, n_levels), np.float32), np.zeros((n, n_areas), np.float32), np.zeros(n, np.float32))
 
 
-def encode_batch(tokenizer, texts: Sequence[str], prefix: str, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
-    """Token ids (right-padded with ``pad_id``) and attention mask for ``prefix + text``."""
-    encs = tokenizer.encode_batch([prefix + t for t in texts])
+def pad_encodings(encs: Sequence, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Token ids (right-padded with ``pad_id``) and attention mask for tokenizer encodings."""
     width = max(len(e.ids) for e in encs)
     ids = np.full((len(encs), width), pad_id, dtype=np.int64)
     mask = np.zeros((len(encs), width), dtype=np.int64)
@@ -67,6 +66,11 @@ def encode_batch(tokenizer, texts: Sequence[str], prefix: str, pad_id: int) -> t
         ids[i, : len(e.ids)] = e.ids
         mask[i, : len(e.ids)] = 1
     return ids, mask
+
+
+def encode_batch(tokenizer, texts: Sequence[str], prefix: str, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Token ids (right-padded with ``pad_id``) and attention mask for ``prefix + text``."""
+    return pad_encodings(tokenizer.encode_batch([prefix + t for t in texts]), pad_id)
 
 
 class OnnxSession:
@@ -147,13 +151,7 @@ class Classifier:
         order = np.argsort(lengths, kind="stable")
         for start in range(0, n, self.batch_size):
             idx = order[start : start + self.batch_size]
-            width = int(lengths[idx].max())
-            ids = np.full((len(idx), width), self._pad_id, dtype=np.int64)
-            mask = np.zeros((len(idx), width), dtype=np.int64)
-            for r, i in enumerate(idx):
-                ids[r, : lengths[i]] = encs[i].ids
-                mask[r, : lengths[i]] = 1
-            got = self._session.run(ids, mask)
+            got = self._session.run(*pad_encodings([encs[i] for i in idx], self._pad_id))
             out.level[idx], out.area[idx], out.title[idx] = got.level, got.area, got.title
         return out
 

@@ -20,8 +20,7 @@ from jobtitles.train.finetune import (  # noqa: E402
 )
 from jobtitles.train.rules import TAXONOMY_DIR, KeywordRules  # noqa: E402
 from jobtitles.train.trainer import (  # noqa: E402
-    LabelSet, TrainConfig, TrainResult, choose_title_threshold, evaluate_head, predict_logits, print_reports,
-    save_head, title_report, train_head,
+    LabelSet, TrainConfig, TrainResult, evaluate_head, fit_title_threshold, print_reports, save_head, train_head,
 )
 
 VAL_FRACTION = 0.1
@@ -61,7 +60,8 @@ def run_training(
     adapters = Path(out_dir) / ADAPTER_FILE
     finetuned = None
     if finetune_cfg is not None:
-        result, finetuned = _finetune_stage(encoder_dir, result, train, val, hand_sources, finetune_cfg, progress)
+        result, finetuned = _finetune_stage(encoder_dir, result, train, val, hand_sources, hand_rows, finetune_cfg,
+                                            progress)
         print("after fine-tuning the encoder:")
         print_reports(result.val_reports, result.title_validation)
     heldout = [e.text for e in val if e.source in hand_sources and e.valid]
@@ -84,20 +84,18 @@ def run_training(
 
 
 def _finetune_stage(encoder_dir: str | Path, result: TrainResult, train: list, val: list, hand_sources: set[str],
-                    fcfg: FinetuneConfig, progress: bool) -> tuple[TrainResult, dict]:
+                    hand_rows: np.ndarray, fcfg: FinetuneConfig, progress: bool) -> tuple[TrainResult, dict]:
     """Fine-tune adapters + the trained head; re-score validation and re-choose the title threshold."""
     bert, tokenizer, prefix = load_encoder(encoder_dir)
     examples = finetune_examples(train, hand_sources, fcfg.n_taxonomy, fcfg.seed)
     print(f"fine-tuning the encoder (LoRA rank {fcfg.rank}) with the head on {len(examples)} titles")
     history = finetune(bert, tokenizer, prefix, result.model, result.labels, examples, fcfg, progress)
     x_val = Embedder(bert, tokenizer, prefix, fcfg.max_tokens).numpy([e.text for e in val])
-    rows = np.array([e.source in hand_sources for e in val], dtype=bool)
     valid = np.array([e.valid for e in val], dtype=bool)
-    title_prob = 1.0 / (1.0 + np.exp(-predict_logits(result.model, x_val)[2]))
-    threshold = choose_title_threshold(title_prob[rows], valid[rows], result.config.max_false_reject)
+    threshold, title_validation = fit_title_threshold(result.model, x_val, valid, hand_rows,
+                                                      result.config.max_false_reject)
     updated = replace(result, val_reports=evaluate_head(result.model, x_val, val, result.labels),
-                      title_threshold=threshold,
-                      title_validation=title_report(title_prob[rows], valid[rows], threshold))
+                      title_threshold=threshold, title_validation=title_validation)
     report = {"config": asdict(fcfg), "n_examples": len(examples), "history": history}
     return updated, {"bert": bert, "report": report}
 

@@ -183,6 +183,14 @@ def title_report(title_prob: np.ndarray, valid: np.ndarray, threshold: float) ->
             "false_reject_rate": float((title_prob[valid] < threshold).mean()) if valid.any() else None}
 
 
+def fit_title_threshold(model: MultiTaskHead, x_val: np.ndarray, valid: np.ndarray, rows: np.ndarray,
+                        max_false_reject: float) -> tuple[float, dict]:
+    """Choose the title threshold on the validation ``rows`` (boolean mask) and report its figures."""
+    title_prob = 1.0 / (1.0 + np.exp(-predict_logits(model, x_val)[2]))
+    threshold = choose_title_threshold(title_prob[rows], valid[rows], max_false_reject)
+    return threshold, title_report(title_prob[rows], valid[rows], threshold)
+
+
 def evaluate_head(model: MultiTaskHead, x: np.ndarray, examples: list[Example], labels: LabelSet) -> dict:
     """Per-head reports on examples that carry the label."""
     lv, ar, _ = predict_logits(model, x)
@@ -258,12 +266,10 @@ def train_head(
     model.load_state_dict(best[2])
     model.eval()
     reports = evaluate_head(model, x_val, val, labels)
-    title_prob = 1.0 / (1.0 + np.exp(-predict_logits(model, x_val)[2]))
     valid = vyt.astype(bool)
     rows = np.ones(len(valid), bool) if threshold_rows is None else np.asarray(threshold_rows, bool)
-    threshold = choose_title_threshold(title_prob[rows], valid[rows], cfg.max_false_reject)
-    return TrainResult(model, labels, cfg, best[1], history, reports, threshold,
-                       title_report(title_prob[rows], valid[rows], threshold))
+    threshold, title_validation = fit_title_threshold(model, x_val, valid, rows, cfg.max_false_reject)
+    return TrainResult(model, labels, cfg, best[1], history, reports, threshold, title_validation)
 
 
 def save_head(result: TrainResult, out_dir: str | Path, extra: dict | None = None) -> Path:
