@@ -131,22 +131,55 @@ def quantize_embedding_rows(model: onnx.ModelProto, bits: int = 8, min_rows: int
     return done
 
 
-def _symmetric_int8(w: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
-    """Symmetric int8 codes and fp32 scales (``max|w| / 127`` over ``axis``, kept as a size-1 axis)."""
-    scale = (np.abs(w).max(axis=axis, keepdims=True) / 127.0).astype(np.float32)
+def _symmetric_int8(w: np.ndarray, axis: int, levels: int = 127) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric int8 codes in ``[-levels, levels]`` and fp32 scales (``max|w| / levels`` over
+    ``axis``, kept as a size-1 axis)."""
+    scale = (np.abs(w).max(axis=axis, keepdims=True) / levels).astype(np.float32)
     scale[scale == 0] = 1.0
-    return np.clip(np.round(w / scale), -127, 127).astype(np.int8), scale
+    return np.clip(np.round(w / scale), -levels, levels).astype(np.int8), scale
+
+
+@dataclass(frozen=True)
+class MatMulScheme:
+    """How activations and weights of the int8 MatMuls are coded.
+
+    Activations: symmetric per row in ``[-act_levels, act_levels]``, stored as uint8 shifted by
+    ``act_zero_point`` (int8 when it is 0). Weights: symmetric per output column in
+    ``[-weight_levels, weight_levels]``, stored as uint8 shifted by ``weight_zero_point`` (int8
+    when it is 0).
+
+    The default, uint8 × uint8 with both zero points at 128, is exact on every x86 CPU: on CPUs
+    without VNNI (AVX2 or AVX-512 without VNNI, e.g. AMD Zen 3) onnxruntime computes uint8 × int8
+    with ``vpmaddubsw``, which saturates pairs of products at 16 bits and corrupts the results,
+    while uint8 × uint8 goes through an exact 16-bit kernel; with VNNI or AMX, onnxruntime runs
+    uint8 × uint8 on its uint8 × int8 kernel, so the default costs nothing there. The stored bytes
+    are the same size either way. Measured in the README ("Quantization").
+    """
+
+    act_levels: int = 127
+    act_zero_point: int = 128
+    weight_levels: int = 127
+    weight_zero_point: int = 128
+
+    @property
+    def act_dtype(self) -> type:
+        return np.uint8 if self.act_zero_point else np.int8
+
+    @property
+    def weight_dtype(self) -> type:
+        return np.uint8 if self.weight_zero_point else np.int8
 
 
 def quantize_matmuls_per_row(model: onnx.ModelProto, exclude: str | None = None, min_k: int = 64,
-                             smooth: dict[str, np.ndarray] | None = None) -> tuple[int, int]:
+                             smooth: dict[str, np.ndarray] | None = None,
+                             scheme: MatMulScheme | None = None) -> tuple[int, int]:
     """Rewrite constant-weight MatMuls to int8 with per-row dynamic activation scales.
 
     For an input ``x`` of shape ``[..., K]`` (shared by all MatMuls that read it, e.g. Q, K
     and V) the graph computes once: ``x2 = reshape(x, [-1, K])``, ``s = max|x2| / 127`` per
-    row, ``q = QuantizeLinear(x2, s, 128)`` (uint8, zero point 128 = symmetric int8 shifted
-    for the u8×s8 kernels). Each MatMul then becomes
-    ``reshape(MatMulIntegerToFloat(q, Wq, 1, w_scale, 128, 0) * s, [..., N])``.
+    row, ``q = QuantizeLinear(x2, s, 128)`` (uint8, zero point 128 = symmetric int8 shifted;
+    coding per ``scheme``, see :class:`MatMulScheme`). Each MatMul then becomes
+    ``reshape(MatMulIntegerToFloat(q, Wq, 1, w_scale, 128, 128) * s, [..., N])``.
     MatMuls whose node name matches the regular expression ``exclude`` stay fp32.
     ``smooth`` maps an input name to per-channel factors ``f`` (SmoothQuant): the graph
     quantizes ``x / f`` and the weights become ``f[:, None] * W`` — the same product, with
@@ -154,15 +187,16 @@ def quantize_matmuls_per_row(model: onnx.ModelProto, exclude: str | None = None,
     Returns (MatMuls quantized, MatMuls left in fp32).
     """
     smooth = smooth or {}
+    scheme = scheme or MatMulScheme()
     graph = model.graph
     inits = {i.name: i for i in graph.initializer}
     added: list = []
     nodes = []
     per_input: dict[str, tuple[str, str, str]] = {}
-    _const(added, "rowq/inv127", np.array(1 / 127.0, np.float32))
+    _const(added, "rowq/inv127", np.array(1 / scheme.act_levels, np.float32))
     _const(added, "rowq/eps", np.array(1e-12, np.float32))
-    _const(added, "rowq/zp_a", np.array(128, np.uint8))
-    _const(added, "rowq/zp_b", np.array(0, np.int8))
+    _const(added, "rowq/zp_a", np.array(scheme.act_zero_point, scheme.act_dtype))
+    _const(added, "rowq/zp_b", np.array(scheme.weight_zero_point, scheme.weight_dtype))
     _const(added, "rowq/one", np.array(1.0, np.float32))
     _const(added, "rowq/start", np.array([0], np.int64))
     _const(added, "rowq/minus1", np.array([-1], np.int64))
@@ -181,11 +215,12 @@ def quantize_matmuls_per_row(model: onnx.ModelProto, exclude: str | None = None,
         wf = numpy_helper.to_array(w).astype(np.float32)
         if x in smooth:
             wf = wf * smooth[x][:, None].astype(np.float32)
-        wq, ws = _symmetric_int8(wf, axis=0)  # one scale per output column
+        wq, ws = _symmetric_int8(wf, axis=0, levels=scheme.weight_levels)  # one scale per output column
+        wq = (wq.astype(np.int16) + scheme.weight_zero_point).astype(scheme.weight_dtype)
         ws = ws.reshape(-1)
         graph.initializer.remove(w)
         inits.pop(w.name)
-        _const(added, w.name + "/int8", wq)
+        _const(added, w.name + "/q8", wq)
         _const(added, w.name + "/scale", ws)
         if x not in per_input:
             p = f"rowq/{x}"
@@ -215,7 +250,7 @@ def quantize_matmuls_per_row(model: onnx.ModelProto, exclude: str | None = None,
         out, name = node.output[0], node.name or node.output[0]
         _const(added, out + "/n", np.array([n], np.int64))
         nodes += [
-            helper.make_node("MatMulIntegerToFloat", [q, w.name + "/int8", "rowq/one", w.name + "/scale",
+            helper.make_node("MatMulIntegerToFloat", [q, w.name + "/q8", "rowq/one", w.name + "/scale",
                                                       "rowq/zp_a", "rowq/zp_b"], [out + "/f"], name=name + "/int8",
                              domain=MS_DOMAIN),
             helper.make_node("Mul", [out + "/f", s], [out + "/fs"], name=name + "/rowscale"),
@@ -318,7 +353,7 @@ def smoothing_factors(model: onnx.ModelProto, act_max: dict[str, np.ndarray], gr
 
 def quantize_model(fp32_path: str | Path, out_path: str | Path, calibration: list[dict[str, np.ndarray]],
                    embedding_bits: int = 4, group_size: int = 64, alpha: float = 0.7,
-                   exclude: str = r"^/head/") -> QuantizationInfo:
+                   exclude: str = r"^/head/", scheme: MatMulScheme | None = None) -> QuantizationInfo:
     """Quantize an exported model file: word embeddings row-wise in ``embedding_bits`` (4: in groups
     of ``group_size``), every encoder MatMul with a constant weight in int8 with per-row activation
     scales after SmoothQuant factors (``alpha``) calibrated on the batches ``calibration``; nodes
@@ -328,7 +363,7 @@ def quantize_model(fp32_path: str | Path, out_path: str | Path, calibration: lis
     smooth = smoothing_factors(model, activation_max(model, list(groups), calibration), groups, alpha)
     quantize_embedding_rows(model, bits=embedding_bits, group_size=group_size)  # word embeddings
     quantize_embedding_rows(model, bits=8, min_rows=256)  # position embeddings (514 rows)
-    n_q, _ = quantize_matmuls_per_row(model, exclude, smooth=smooth)
+    n_q, _ = quantize_matmuls_per_row(model, exclude, smooth=smooth, scheme=scheme)
     n_head = quantize_gemm_weights(model, exclude)
     weights = {i.name for i in model.graph.initializer}
     n_fp32 = sum(1 for n in model.graph.node if n.op_type in ("MatMul", "Gemm") and n.input[1] in weights)
@@ -337,7 +372,8 @@ def quantize_model(fp32_path: str | Path, out_path: str | Path, calibration: lis
            if embedding_bits == 4 else "int8 symmetric, one fp32 scale per row")
     return QuantizationInfo(
         embeddings=emb,
-        matmul=f"int8 weights per output column × int8 activations per row, SmoothQuant alpha {alpha} "
+        matmul=f"int8 weights per output column × int8 activations per row (stored as uint8 × uint8, zero "
+               f"points 128: exact on CPUs without VNNI), SmoothQuant alpha {alpha} "
                f"calibrated on {sum(len(f['input_ids']) for f in calibration)} training titles",
         embedding_bits=embedding_bits, matmul_bits=8, n_matmuls=n_q, n_fp32_matmuls=n_fp32,
         head=f"{n_head} weight matrices stored int8 per output unit, computed in fp32",

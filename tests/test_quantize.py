@@ -67,6 +67,26 @@ def test_int8_matmul_is_close_and_each_row_is_independent_of_its_batch():
     assert np.array_equal(sess.run(None, {"x": loud})[0][0], got[0])
 
 
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_int8_matmul_is_exact_integer_arithmetic_on_this_cpu(sign):
+    """The int8 graph computes exactly the integer dot products of its codes, also where uint8 × int8
+    kernels saturate (CPUs without VNNI: same-sign activations and weights at full scale)."""
+    rng = np.random.default_rng(2)
+    w = (sign * rng.uniform(0.5, 1.0, size=(128, 16))).astype(np.float32)
+    w[:, 0] = 1.0
+    model = _matmul_model(w)
+    quantize_matmuls_per_row(model)
+    x = rng.uniform(0.5, 1.0, size=(1, 3, 128)).astype(np.float32)
+    x[0, 0] = 1.0  # every activation code at the top of its range
+    got = _session(model).run(None, {"x": x})[0]
+    s_x = np.abs(x).max(-1, keepdims=True) / 127
+    q_x = np.round(x / s_x)
+    s_w = np.abs(w).max(0, keepdims=True) / 127
+    q_w = np.round(w / s_w)
+    want = (q_x @ q_w) * s_x * s_w
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
 def test_excluded_matmuls_stay_fp32():
     w = np.ones((96, 4), np.float32)
     model = _matmul_model(w)
