@@ -214,6 +214,39 @@ def trim_vocab(encoder, shared, out) -> None:
                f"tokenisation unchanged on {unchanged:.2%} of {len(held_out):,} held-out titles -> {out}")
 
 
+@main.command("select-uncertain")
+@click.option("--titles", "titles_file", required=True, type=click.Path(dir_okay=False, exists=True),
+              help="Unlabelled titles, one per line (plain text, or .gz).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="JSONL of candidates to label.")
+@click.option("--model", type=click.Path(file_okay=False), default=None, help="Bundle folder (default bundle).")
+@click.option("--n-uncertain", default=2400, show_default=True)
+@click.option("--n-random", default=800, show_default=True)
+@click.option("--pool", default=20_000, show_default=True, help="Seeded random sample scored by the model.")
+@click.option("--seed", default=7, show_default=True)
+def select_uncertain(titles_file, out, model, n_uncertain, n_random, pool, seed) -> None:
+    """Pick the titles the model is least sure of, for hand labelling (active learning)."""
+    import gzip
+    import json
+
+    from jobtitles.classifier import Classifier
+    from jobtitles.train.active_learning import labelled_keys, select_uncertain as select
+
+    opener = gzip.open if str(titles_file).endswith(".gz") else open
+    with opener(titles_file, "rt", encoding="utf-8") as fh:
+        titles = [line.strip() for line in fh if line.strip()]
+    known = [p for folder in ("train/data", "tests/data") for p in sorted((REPO_ROOT / folder).glob("*.jsonl"))]
+    try:
+        clf = Classifier.load(model)
+    except BundleError as exc:
+        raise click.ClickException(str(exc)) from exc
+    picked = select(titles, clf, labelled_keys(known), n_uncertain, n_random, pool, seed)
+    with open(out, "w", encoding="utf-8") as fh:
+        for c in picked:
+            fh.write(json.dumps({"title": c.title, "confidence": round(c.confidence, 4), "picked_as": c.picked_as},
+                                ensure_ascii=False) + "\n")
+    click.echo(f"{len(picked)} candidates ({min(n_uncertain, len(picked))} least confident) -> {out}")
+
+
 @main.command()
 @click.option("--gold", "gold_files", multiple=True, required=True, type=click.Path(dir_okay=False, exists=True),
               help="Hand-labelled JSONL (title, language, valid, level, area, alt_areas); repeatable.")
