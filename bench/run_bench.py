@@ -34,6 +34,18 @@ REPO = Path(__file__).resolve().parent.parent
 SEED_TITLES = REPO.parent / "shared" / "data" / "seed" / "sample_titles.csv"
 
 
+def cpu_info() -> dict:
+    """CPU model and its int8 dot-product extensions (they decide onnxruntime's int8 kernels), from /proc/cpuinfo."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return {}
+    model = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), "")
+    flags = set(next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), []))
+    wanted = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
+    return {"cpu_model": model, "cpu_int8_features": [f for f in wanted if f in flags]}
+
+
 def load_titles(n: int, seed: int = 0) -> list[str]:
     """Real posting titles (the seed sample when present, else the repo's hand-labelled titles)."""
     titles: list[str] = []
@@ -275,7 +287,7 @@ def main() -> None:
     onnx_tps = results["onnx"]["unique_titles_per_s"]
     report = {
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "processor": platform.processor(),
-                    "python": platform.python_version()},
+                    "python": platform.python_version(), **cpu_info()},
         "titles": {"unique": len(titles), "stream": len(stream), "stream_distinct": len(set(stream)),
                    "source": "seed sample_titles.csv + train/data" if SEED_TITLES.exists() else "train/data"},
         "runs": args.runs,
