@@ -24,7 +24,7 @@ import numpy as np
 
 from jobtitles.bundle import Bundle
 from jobtitles.classifier import Classifier
-from jobtitles.export.bundle_builder import _top1_agreement, calibration_batches, calibration_titles
+from jobtitles.export.bundle_builder import top1_agreement, calibration_batches, calibration_titles
 from jobtitles.export.quantize import MatMulScheme, quantize_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -65,8 +65,8 @@ def main() -> None:
             bundle = Bundle.load(out)
             clf = Classifier(bundle)
             got = clf.probabilities(texts)
-            lv = _top1_agreement(got.level[:n], ref.level[:n])
-            ar = _top1_agreement(got.area[:n], ref.area[:n])
+            lv = top1_agreement(got.level[:n], ref.level[:n])
+            ar = top1_agreement(got.area[:n], ref.area[:n])
             thr = bundle.title_threshold
             ti = float(((got.title >= thr) == (ref.title >= thr)).mean())
             clf.probabilities(speed_texts[:200])

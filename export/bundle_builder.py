@@ -96,8 +96,8 @@ def check_parity(module, bundle_dir: Path, texts: list[str], reference_tokenizer
     t_lv, t_ar, t_ti = torch_probabilities(module, reference_tokenizer or bundle.tokenizer_path,
                                            bundle.query_prefix, everything)
     n = len(texts)
-    lv_agree, lv_decided = _top1_agreement(o_lv[:n], t_lv[:n])
-    ar_agree, ar_decided = _top1_agreement(o_ar[:n], t_ar[:n])
+    lv_agree, lv_decided = top1_agreement(o_lv[:n], t_lv[:n])
+    ar_agree, ar_decided = top1_agreement(o_ar[:n], t_ar[:n])
     thr = bundle.title_threshold
     ti_agree = float(((o_ti >= thr) == (t_ti >= thr)).mean())
     diff = float(max(np.abs(o_lv[:n] - t_lv[:n]).max(), np.abs(o_ar[:n] - t_ar[:n]).max(),
@@ -106,7 +106,7 @@ def check_parity(module, bundle_dir: Path, texts: list[str], reference_tokenizer
                         min(lv_decided, ar_decided, ti_agree) >= PARITY_THRESHOLD)
 
 
-def _top1_agreement(got: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
+def top1_agreement(got: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
     """Top-1 agreement over all rows, and over rows where ``ref`` has a top-1 margin >= DECIDED_MARGIN."""
     agree = got.argmax(1) == ref.argmax(1)
     top2 = np.sort(ref, axis=1)[:, -2:]
