@@ -60,7 +60,7 @@ def main() -> None:
             out = Path(tmp) / "bundle"
             if out.exists():
                 shutil.rmtree(out)
-            shutil.copytree(args.fp32_bundle, out)
+            shutil.copytree(args.fp32_bundle, out, ignore=shutil.ignore_patterns("model.onnx"))  # written below
             quantize_model(args.fp32_bundle / "model.onnx", out / "model.onnx", calibration, scheme=scheme)
             bundle = Bundle.load(out)
             clf = Classifier(bundle)

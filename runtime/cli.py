@@ -234,7 +234,9 @@ def select_uncertain(titles_file, out, model, n_uncertain, n_random, pool, seed)
     opener = gzip.open if str(titles_file).endswith(".gz") else open
     with opener(titles_file, "rt", encoding="utf-8") as fh:
         titles = [line.strip() for line in fh if line.strip()]
-    known = [p for folder in ("train/data", "tests/data") for p in sorted((REPO_ROOT / folder).glob("*.jsonl"))]
+    from jobtitles.train.data import HAND_DIR
+
+    known = sorted(HAND_DIR.glob("*.jsonl")) + sorted((REPO_ROOT / "tests" / "data").glob("*.jsonl"))
     try:
         clf = Classifier.load(model)
     except BundleError as exc:

@@ -4,7 +4,7 @@ The hand-labelled training files ``train/data/find_job_titles_uncertain_*.jsonl`
 this way (``jobtitles select-uncertain``): from a seeded random sample of an unlabelled title
 list, the titles with the lowest top-1 level or area probability under the shipped bundle, plus
 a few random ones so that the labelled set stays representative. Titles already in the training
-data or the dev set (compared after folding case, accents and punctuation) are never picked.
+data or the dev set (compared with case and accents folded and whitespace collapsed) are never picked.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ class Candidate:
 
 
 def title_key(title: str) -> str:
-    """The form titles are compared in: folded case, accents and punctuation, single spaces."""
+    """The form titles are compared in: case and accents folded (:func:`fold`), whitespace collapsed."""
     return " ".join(fold(title).split())
 
 
@@ -55,8 +55,11 @@ def select_uncertain(titles: list[str], classifier: Classifier, exclude: set[str
     seen: set[str] = set(exclude)
     fresh: list[tuple[str, str]] = []  # (title as given, cleaned text)
     for title in titles:
-        key, assessed = title_key(title), assess_title(title)
-        if key and key not in seen and assessed.valid:
+        key = title_key(title)
+        if not key or key in seen:
+            continue
+        assessed = assess_title(title)
+        if assessed.valid:
             seen.add(key)
             fresh.append((title, assessed.text))
     rng = random.Random(seed)
