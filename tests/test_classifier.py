@@ -87,3 +87,19 @@ def test_cache_returns_the_same_answers_and_stays_bounded(bundle_dir):
     assert len(clf._cache) <= 3
     uncached = Classifier.load(bundle_dir, cache_size=0).predict(titles)
     assert [(p.level, p.area, p.level_score) for p in first] == [(p.level, p.area, p.level_score) for p in uncached]
+
+
+def test_the_session_s_optimization_level_gives_the_same_outputs_as_all_optimizations(bundle_dir):
+    """The session skips ORT_ENABLE_ALL's layout passes for a faster cold start: this proves they change nothing."""
+    from jobtitles.bundle import Bundle
+    from jobtitles.classifier import OnnxSession, encode_batch
+    from tokenizers import Tokenizer
+
+    bundle = Bundle.load(bundle_dir)
+    tok = Tokenizer.from_file(str(bundle.tokenizer_path))
+    titles = ["Senior Data Engineer", "Kat Görevlisi (Otel)", "店长", "Praktikant (m/w/d) Marketing", "Apply now"] * 3
+    ids, mask = encode_batch(tok, titles, bundle.query_prefix, 1)
+    used = OnnxSession(bundle.model_path).run(ids, mask)
+    full = OnnxSession(bundle.model_path, optimization="ORT_ENABLE_ALL").run(ids, mask)
+    for a, b in zip(used, full):
+        np.testing.assert_array_equal(a, b)
