@@ -249,6 +249,57 @@ def select_uncertain(titles_file, out, model, n_uncertain, n_random, pool, seed)
     click.echo(f"{len(picked)} candidates ({min(n_uncertain, len(picked))} least confident) -> {out}")
 
 
+@main.command("audit-labels")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Folder for items.jsonl (with the model's answers) and blind batch_K.jsonl files.")
+@click.option("--model", type=click.Path(file_okay=False), default=None, help="Bundle folder (default bundle).")
+@click.option("--min-confidence", default=0.5, show_default=True,
+              help="Flag a record when the model contradicts its label with at least this probability.")
+@click.option("--n-control", default=100, show_default=True, help="Random records the model agrees with.")
+@click.option("--batches", default=4, show_default=True, help="Blind batches (one per annotator).")
+@click.option("--seed", default=7, show_default=True)
+def audit_labels(out_dir, model, min_confidence, n_control, batches, seed) -> None:
+    """Pick training labels the model contradicts (plus controls) for blind relabelling."""
+    from jobtitles.classifier import Classifier
+    from jobtitles.train.data import HAND_DIR
+    from jobtitles.train.label_audit import read_records, select_for_audit, write_audit
+
+    try:
+        clf = Classifier.load(model)
+    except BundleError as exc:
+        raise click.ClickException(str(exc)) from exc
+    items = select_for_audit(read_records(sorted(HAND_DIR.glob("*.jsonl"))), clf, min_confidence, n_control, seed)
+    paths = write_audit(items, out_dir, batches)
+    flagged = sum(it.kind != "control" for it in items)
+    click.echo(f"{flagged} flagged + {len(items) - flagged} control records -> {out_dir}/items.jsonl; "
+               f"blind batches (id, title only): {', '.join(p.name for p in paths)}")
+
+
+@main.command("apply-audit")
+@click.option("--audit", "audit_dir", required=True, type=click.Path(file_okay=False, exists=True),
+              help="Folder written by audit-labels.")
+@click.option("--opinions", "opinion_files", multiple=True, required=True,
+              type=click.Path(dir_okay=False, exists=True),
+              help="Blind relabels: JSONL of {id, valid, level, area, alt_areas, note}; repeatable.")
+@click.option("--note", default="second-annotator audit", show_default=True,
+              help="Prefix of the note written on each changed record.")
+@click.option("--dry-run", is_flag=True, help="Report only; leave the training files alone.")
+def apply_audit(audit_dir, opinion_files, note, dry_run) -> None:
+    """Change the labels where the blind second opinion sides with the model; report agreement."""
+    from jobtitles.train.data import HAND_DIR
+    from jobtitles.train.label_audit import apply_changes, judge, read_items, read_opinions
+
+    result = judge(read_items(Path(audit_dir) / "items.jsonl"), read_opinions(opinion_files))
+    for group, fig in sorted(result.agreement.items()):
+        click.echo(f"{group}: {fig['n']} records; second opinion agrees on validity {fig['validity']:.3f}, "
+                   f"level {fig['level']:.3f}, area {fig['area']:.3f}")
+    for c in result.changes:
+        click.echo(f"  {c['file']}:{c['line'] + 1} {c['title']!r} -> {c['set']}")
+    if not dry_run:
+        n = apply_changes(result.changes, HAND_DIR, note)
+        click.echo(f"{n} labels changed in {HAND_DIR}")
+
+
 @main.command()
 @click.option("--gold", "gold_files", multiple=True, required=True, type=click.Path(dir_okay=False, exists=True),
               help="Hand-labelled JSONL (title, language, valid, level, area, alt_areas); repeatable.")
