@@ -302,6 +302,26 @@ def apply_audit(audit_dir, opinion_files, note, dry_run) -> None:
 
 @main.command()
 @click.option("--gold", "gold_files", multiple=True, required=True, type=click.Path(dir_okay=False, exists=True),
+              help="The first annotation (e.g. the dev set); repeatable.")
+@click.option("--second", "second_file", required=True, type=click.Path(dir_okay=False, exists=True),
+              help="A second, blind annotation of the same titles (same JSONL fields).")
+def agreement(gold_files, second_file) -> None:
+    """Inter-annotator agreement: how often a second blind labelling agrees with the first."""
+    import json
+
+    from jobtitles.train.label_audit import annotator_agreement
+
+    def read(path):
+        return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+
+    first = [r for f in gold_files for r in read(f)]
+    for group, fig in annotator_agreement(first, read(second_file)).items():
+        click.echo(f"{group:12s} n={fig['n']:4d}  validity {fig['validity']:.3f}  level {fig['level']:.3f}  "
+                   f"area {fig['area']:.3f}  (level and area on the {fig['n_both_valid']} both call valid)")
+
+
+@main.command()
+@click.option("--gold", "gold_files", multiple=True, required=True, type=click.Path(dir_okay=False, exists=True),
               help="Hand-labelled JSONL (title, language, valid, level, area, alt_areas); repeatable.")
 @click.option("--model", type=click.Path(file_okay=False), default=None, help="Bundle folder (default bundle).")
 @click.option("--baseline/--no-baseline", default=True, show_default=True, help="Also score the keyword rules.")

@@ -82,3 +82,22 @@ def test_apply_audit_cli_dry_run_reports_without_writing(tmp_path):
     assert res.returncode == 0, res.stderr
     assert "flagged: 1 records" in res.stdout and "'title 0' -> {'level': 'Assistant'}" in res.stdout
     assert "labels changed" not in res.stdout
+
+
+def test_annotator_agreement_counts_areas_as_evaluate_does():
+    from jobtitles.train.label_audit import annotator_agreement
+
+    first = [
+        {"title": "A", "language": "en", "valid": True, "level": "Specialist", "area": "IT", "alt_areas": ["Finance"]},
+        {"title": "B", "language": "de", "valid": True, "level": "Manager", "area": "Retail", "alt_areas": []},
+        {"title": "C", "language": "en", "valid": False, "level": None, "area": None, "alt_areas": []},
+        {"title": "D", "language": "en", "valid": True, "level": "Assistant", "area": "Retail", "alt_areas": []},
+    ]
+    second = [
+        {"title": "A", "valid": True, "level": "Specialist", "area": "Finance", "alt_areas": []},  # alt accepted
+        {"title": "B", "valid": True, "level": "Director", "area": "Marketing", "alt_areas": ["Retail"]},  # not
+        {"title": "C", "valid": False},
+    ]
+    got = annotator_agreement(first, second)
+    assert got["all"] == {"n": 3, "validity": 1.0, "n_both_valid": 2, "level": 0.5, "area": 0.5}
+    assert got["english"]["n"] == 2 and got["non-english"]["level"] == 0.0

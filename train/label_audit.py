@@ -222,3 +222,27 @@ def apply_changes(changes: Sequence[dict], hand_dir: str | Path, note_prefix: st
         path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return done
 
+
+
+def annotator_agreement(first: Sequence[dict], second: Sequence[dict]) -> dict[str, dict[str, float | int]]:
+    """How often a second annotation agrees with the first (records matched by title), per group
+    ("english" / "non-english" by the first's ``language``) and overall: validity, level, and area
+    counted as in ``jobtitles evaluate`` (the second's main area is in the first's accepted set)."""
+    by_title = {r["title"]: r for r in second}
+    tally: dict[str, list[int]] = {}
+    for r in first:
+        o = by_title.get(r["title"])
+        if o is None:
+            continue
+        valid, other = bool(r.get("valid", True)), bool(o.get("valid", True))
+        for group in ("all", "english" if r.get("language") == "en" else "non-english"):
+            t = tally.setdefault(group, [0, 0, 0, 0, 0])  # n, same validity, both valid, same level, area ok
+            t[0] += 1
+            t[1] += valid == other
+            if valid and other:
+                t[2] += 1
+                t[3] += r.get("level") == o.get("level")
+                t[4] += o.get("area") in {r.get("area"), *(r.get("alt_areas") or ())}
+    return {g: {"n": n, "validity": round(v / n, 4), "n_both_valid": b,
+                "level": round(lv / b, 4) if b else None, "area": round(ar / b, 4) if b else None}
+            for g, (n, v, b, lv, ar) in tally.items()}
