@@ -152,7 +152,8 @@ def assess_title(raw: object) -> TitleAssessment:
     if lines:
         note = "multi-line input: classified from its first title-like line"
         candidates = [_HEADING.sub("", ln) for ln in lines if ln]
-        candidates = [ln for ln in candidates if ln and not _CALL_TO_ACTION.match(ln) and not _DESCRIPTION_HEADING.match(ln)]
+        candidates = [ln for ln in candidates
+                      if ln and not _CALL_TO_ACTION.match(ln) and not _DESCRIPTION_HEADING.match(ln)]
         base = candidates[0] if candidates else ""
     else:
         base = _HEADING.sub("", normalise_whitespace(strip_markup(raw)))

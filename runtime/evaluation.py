@@ -94,7 +94,8 @@ def _worst_confusions(gold: list[GoldRecord], preds: list[Prediction], head: str
 
 
 def _confusion_text(rep: Report) -> str:
-    labels = [lab for lab, row in zip(rep.labels, rep.confusion) if row.sum() or rep.confusion[:, rep.labels.index(lab)].sum()]
+    labels = [lab for lab, row in zip(rep.labels, rep.confusion)
+              if row.sum() or rep.confusion[:, rep.labels.index(lab)].sum()]
     idx = [rep.labels.index(lab) for lab in labels]
     short = [lab[:6] for lab in labels] + ["none"]
     lines = ["  gold \\ pred".ljust(22) + " ".join(s.rjust(6) for s in short)]

@@ -34,7 +34,8 @@ def test_echo_senior_data_engineer(bundle_dir):
 
 
 def test_text_input_keeps_every_line_in_order(bundle_dir):
-    lines = [b"Nurse", b"", b"   ", b"12345", b"\xff\xfe bad utf8 Engineer", b"Cook\x00\x00", "店长".encode(), b"Apply now"]
+    lines = [b"Nurse", b"", b"   ", b"12345", b"\xff\xfe bad utf8 Engineer", b"Cook\x00\x00", "店长".encode(),
+             b"Apply now"]
     res = run(["classify"], b"\n".join(lines) + b"\n", bundle_dir)
     assert res.returncode == 0, res.stderr
     recs = jsonl(res.stdout)
@@ -67,7 +68,8 @@ def test_jsonl_passes_id_and_reports_bad_lines(bundle_dir):
 
 def test_csv_with_quoted_newlines_ragged_rows_and_csv_output(bundle_dir, tmp_path):
     src = tmp_path / "in.csv"
-    src.write_text('id,job_title,city\n1,"Registered Nurse",Leeds\n2,"Sales\nAssociate",York\n3\n4,Cashier,Hull,extra\n')
+    src.write_text('id,job_title,city\n1,"Registered Nurse",Leeds\n2,"Sales\nAssociate",York\n'
+                   '3\n4,Cashier,Hull,extra\n')
     res = run(["classify", str(src), "--column", "job_title", "--output-format", "csv"], b"", bundle_dir)
     assert res.returncode == 0, res.stderr
     rows = res.stdout.decode().splitlines()

@@ -109,6 +109,7 @@ def test_train_modules_name_the_extra_when_torch_is_missing():
     import subprocess
     import sys
 
-    code = "import sys; sys.modules['torch'] = None\ntry:\n import jobtitles.train.model\nexcept ImportError as e:\n print(e)"
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "try:\n import jobtitles.train.model\nexcept ImportError as e:\n print(e)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "[train]" in out

@@ -12,7 +12,8 @@ def test_classification_in_a_fresh_interpreter_does_not_import_torch(bundle_dir)
         f"clf = Classifier.load({str(bundle_dir)!r})\n"
         "p = clf.predict(['Senior Data Engineer', 'Apply now'])\n"
         "assert p[0].valid and not p[1].valid\n"
-        "heavy = [m for m in ('torch', 'sentence_transformers', 'transformers', 'jobtitles.train') if m in sys.modules]\n"
+        "heavy = [m for m in ('torch', 'sentence_transformers', 'transformers', 'jobtitles.train')\n"
+        "         if m in sys.modules]\n"
         "print('HEAVY', heavy)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -127,7 +127,8 @@ def class_weights(y: np.ndarray, w: np.ndarray, n_classes: int) -> torch.Tensor:
     return torch.tensor(out, dtype=torch.float32)
 
 
-def _masked_ce(logits: torch.Tensor, y: torch.Tensor, w: torch.Tensor, cw: torch.Tensor, smoothing: float) -> torch.Tensor:
+def _masked_ce(logits: torch.Tensor, y: torch.Tensor, w: torch.Tensor, cw: torch.Tensor,
+               smoothing: float) -> torch.Tensor:
     mask = y >= 0
     if not mask.any():
         return logits.sum() * 0.0
