@@ -80,8 +80,13 @@ class OnnxSession:
     # encoder, yet cost about 0.1 s of every cold start; the outputs are identical (tests/test_classifier.py).
     OPTIMIZATION = "ORT_ENABLE_EXTENDED"
 
-    def __init__(self, model_path: Path, threads: int | None = None, optimization: str = OPTIMIZATION) -> None:
+    def __init__(self, model_path: Path, threads: int | None = None, optimization: str = OPTIMIZATION,
+                 int8_kernel: str = "auto") -> None:
+        """``int8_kernel``: ``"auto"`` recodes the weights as int8 where that is exact and faster (x86
+        with VNNI, see :mod:`jobtitles.int8_kernels`); ``"u8u8"`` / ``"u8s8"`` force a coding."""
         import onnxruntime as ort
+
+        from jobtitles.int8_kernels import choose_kernel
 
         opts = ort.SessionOptions()
         opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, optimization)
@@ -91,7 +96,34 @@ class OnnxSession:
         # Idle worker threads sleep instead of spinning: on a small machine shared with the
         # caller (an HTTP server, a reader thread, a client) spinning starves everyone else.
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self._session = ort.InferenceSession(str(model_path), sess_options=opts, providers=["CPUExecutionProvider"])
+        self.int8_kernel = choose_kernel(int8_kernel)
+        if self.int8_kernel == "u8s8":
+            self._session = self._recoded_session(ort, Path(model_path), opts)
+            if self._session is None:  # nothing to recode (e.g. an fp32 bundle) or not safely recodable
+                self.int8_kernel = "u8u8"
+        if self.int8_kernel == "u8u8":
+            self._session = ort.InferenceSession(str(model_path), sess_options=opts,
+                                                 providers=["CPUExecutionProvider"])
+
+    @staticmethod
+    def _recoded_session(ort, model_path: Path, opts):
+        """A session on the bundle's graph with int8 weights, or None. The recoded graph goes through a
+        temporary file: onnxruntime takes a graph only as a path or as ``bytes``, and a ``bytes`` copy
+        would hold a second copy of the model in memory while the session is built."""
+        import tempfile
+
+        from jobtitles.int8_kernels import recode_signed_weights
+
+        model = bytearray(model_path.stat().st_size)
+        with open(model_path, "rb") as fh:
+            fh.readinto(model)
+        if not recode_signed_weights(model):
+            return None
+        with tempfile.TemporaryDirectory(prefix="jobtitles-") as tmp:
+            path = Path(tmp) / "model.onnx"
+            path.write_bytes(model)
+            del model
+            return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
 
     def run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> Scores:
         level, area, title = self._session.run(None, {"input_ids": input_ids, "attention_mask": attention_mask})
@@ -108,7 +140,7 @@ class Classifier:
 
     def __init__(self, bundle: Bundle, threads: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
                  top_k: int = DEFAULT_TOP_K, min_score: float = 0.0, cache_size: int = DEFAULT_CACHE_SIZE,
-                 title_threshold: float | None = None) -> None:
+                 title_threshold: float | None = None, int8_kernel: str = "auto") -> None:
         from tokenizers import Tokenizer
 
         self.bundle = bundle
@@ -119,7 +151,7 @@ class Classifier:
         # Below this title score an input is "not a job title"; None: the bundle's own (0 turns it off).
         self.title_threshold = bundle.title_threshold if title_threshold is None else title_threshold
         self._cache: OrderedDict[str, tuple[np.ndarray, np.ndarray, float]] = OrderedDict()
-        self._session = OnnxSession(bundle.model_path, threads)
+        self._session = OnnxSession(bundle.model_path, threads, int8_kernel=int8_kernel)
         self._tokenizer = Tokenizer.from_file(str(bundle.tokenizer_path))
         self._tokenizer.enable_truncation(max_length=bundle.max_tokens)
         self._pad_id = int(bundle.manifest.get("encoder", {}).get("pad_id", 1))
