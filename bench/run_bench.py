@@ -139,6 +139,12 @@ def _worker(pipeline: str, titles_path: str, runs: int, launched: float, bundle:
 
 
 # ----------------------------------------------------------------------------- sizes, flops
+def requirement_name(requirement: str) -> str:
+    """The distribution name of a requirement string ("numpy>=1.24; python_version>'3'" -> "numpy")."""
+    return (requirement.split(";")[0].split("[")[0].split("<")[0].split(">")[0].split("=")[0].split("!")[0]
+            .split("~")[0].strip())
+
+
 def installed_size_mb(roots: list[str]) -> float:
     """Installed size of distributions ``roots`` and everything they require (in this environment)."""
     seen: set[str] = set()
@@ -160,8 +166,7 @@ def installed_size_mb(roots: list[str]) -> float:
         for req in dist.requires or []:
             if "extra ==" in req:
                 continue
-            todo.append(req.split(";")[0].split("[")[0].split("<")[0].split(">")[0].split("=")[0].split("!")[0]
-                        .split("~")[0].strip())
+            todo.append(requirement_name(req))
     return round(total / 1e6, 1)
 
 
@@ -299,8 +304,7 @@ def main() -> None:
 
     kernel = choose_kernel("auto")  # the coding the runtime's session uses on this CPU
     peak_used = peak_int8_s8 if kernel == "u8s8" else peak_int8
-    runtime_deps = [r.split(";")[0].split(">")[0].split("=")[0].split("<")[0].strip()
-                    for r in metadata.requires("jobtitles") or [] if "extra ==" not in r]
+    runtime_deps = [requirement_name(r) for r in metadata.requires("jobtitles") or [] if "extra ==" not in r]
     report = {
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "processor": platform.processor(),
                     "python": platform.python_version(), **cpu_info()},

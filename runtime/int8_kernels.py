@@ -162,18 +162,10 @@ def recode_signed_weights(model: bytearray) -> bool:
             if name in targets and (k, position) not in allowed_uses:
                 return False
     tensors = [graph.tensors.get(name) for name in targets]
-    if any(t is None or t.data_type != _UINT8 or t.raw is None or model[t.data_type_at] != _UINT8
-           for t in tensors) or targets & graph.graph_inputs:
+    if any(t is None or t.data_type != _UINT8 or t.raw is None for t in tensors) or targets & graph.graph_inputs:
         return False
     codes = np.frombuffer(model, dtype=np.uint8)
     for tensor in tensors:
-        model[tensor.data_type_at] = _INT8  # a one-byte varint either way
+        model[tensor.data_type_at] = _INT8  # 2 -> 3: a one-byte varint either way
         codes[tensor.raw[0]:tensor.raw[1]] ^= 0x80  # uint8 w -> int8 w - 128
-    del codes
     return True
-
-
-def signed_weights_model(model: bytes) -> bytes | None:
-    """A copy of ``model`` recoded by :func:`recode_signed_weights`, or None where it does not apply."""
-    out = bytearray(model)
-    return bytes(out) if recode_signed_weights(out) else None
