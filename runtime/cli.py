@@ -102,7 +102,10 @@ def classify(source, input_format, field_name, column, output_format, output, ke
               help="After the head, fine-tune the encoder (LoRA adapters) together with it.")
 @click.option("--finetune-epochs", type=click.FloatRange(0.1, 20), default=2.0, show_default=True)
 @click.option("--finetune-rank", type=click.IntRange(1, 256), default=8, show_default=True)
-def train(encoder, out, shared, cache, levels, areas, seed, finetune, finetune_epochs, finetune_rank) -> None:
+@click.option("--finetune-noise", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True,
+              help="Share of valid titles given posting noise (places, shifts, perks) per fine-tuning step.")
+def train(encoder, out, shared, cache, levels, areas, seed, finetune, finetune_epochs, finetune_rank,
+          finetune_noise) -> None:
     """Train the classification head, then fine-tune encoder adapters with it (needs the [train] extra)."""
     _require_train()
     from jobtitles.train.finetune import FinetuneConfig
@@ -111,7 +114,8 @@ def train(encoder, out, shared, cache, levels, areas, seed, finetune, finetune_e
     from jobtitles.train.trainer import TrainConfig
 
     enc = _ensure_encoder(Path(encoder))
-    fcfg = FinetuneConfig(rank=finetune_rank, alpha=2.0 * finetune_rank, epochs=finetune_epochs, seed=seed) \
+    fcfg = FinetuneConfig(rank=finetune_rank, alpha=2.0 * finetune_rank, epochs=finetune_epochs, seed=seed,
+                           noise_prob=finetune_noise) \
         if finetune else None
     run_training(enc, out, cache, shared_dir=shared, levels_file=levels or TAXONOMY_DIR / "levels.json",
                  areas_file=areas or TAXONOMY_DIR / "areas.json", cfg=TrainConfig(seed=seed), finetune_cfg=fcfg)

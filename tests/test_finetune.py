@@ -60,3 +60,40 @@ def test_adapters_that_do_not_fit_are_refused(tmp_path):
     with pytest.raises(ValueError, match="do not fit"):
         load_adapters(_tiny_bert(), tmp_path / "bad.pt")
     assert FinetuneConfig().rank == 8
+
+
+def test_finetune_trains_adapters_and_head_and_feeds_noisy_titles():
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    from jobtitles.train.data import Example
+    from jobtitles.train.finetune import FinetuneConfig, finetune
+    from jobtitles.train.model import HeadConfig, MultiTaskHead
+    from jobtitles.train.trainer import LabelSet
+
+    words = ["[PAD]", "[UNK]", "welder", "nurse", "apply", "now", "-", "london", "leeds", "2nd", "shift"]
+    core = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    seen: list[str] = []
+
+    class Spy(PreTrainedTokenizerFast):
+        def __call__(self, texts, **kw):
+            seen.extend(texts)
+            return super().__call__([t.lower() for t in texts], **kw)
+
+    tokenizer = Spy(tokenizer_object=core, pad_token="[PAD]", unk_token="[UNK]")
+    labels = LabelSet(["Assistant", "Specialist"], ["Healthcare", "Manufacturing"])
+    head = MultiTaskHead(HeadConfig(input_dim=16, hidden_dim=8, n_levels=2, n_areas=2))
+    train = [Example("Welder", "Specialist", "Manufacturing", "hand"), Example("Nurse", "Specialist", "Healthcare",
+             "hand"), Example("Apply now", None, None, "hand", valid=False)] * 8
+    bert = _tiny_bert()
+    before = [p.detach().clone() for p in head.parameters()]
+    cfg = FinetuneConfig(rank=2, alpha=4, epochs=2, batch_size=4, noise_prob=0.5, seed=1)
+    history = finetune(bert, tokenizer, "", head, labels, train, cfg, progress=False)
+    assert history and all(h["loss"] > 0 for h in history)
+    assert any(not torch.equal(a, b) for a, b in zip(before, head.parameters()))
+    assert any(p.requires_grad and p.abs().sum() > 0 for n, p in bert.named_parameters() if n.endswith(".B"))
+    noisy = [t for t in seen if t not in ("Welder", "Nurse", "Apply now")]
+    assert noisy and all(t.startswith(("Welder", "Nurse")) or "Welder" in t or "Nurse" in t for t in noisy)
+    assert "Apply now" in seen and not any("Apply now" in t and t != "Apply now" for t in seen)  # non-titles stay

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from jobtitles.train.augment import NoiseAugmenter
 from jobtitles.train.data import Example
 from jobtitles.train.model import MultiTaskHead
 from jobtitles.train.trainer import (
@@ -48,6 +49,7 @@ class FinetuneConfig:
     n_taxonomy: int = 8000  # taxonomy titles sampled beside all hand-labelled training titles
     max_tokens: int = 64
     seed: int = 13
+    noise_prob: float = 0.0  # share of valid titles given posting noise per step (train/augment.py); 0 = off
 
 
 class LoRALinear(nn.Module):
@@ -179,6 +181,7 @@ def finetune(bert: nn.Module, tokenizer, prefix: str, head: MultiTaskHead, label
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[cfg.lr_adapters, cfg.lr_head], total_steps=steps,
                                                 pct_start=0.1)
     rng = random.Random(cfg.seed)
+    noise, noise_rng = NoiseAugmenter(cfg.noise_prob), random.Random(cfg.seed + 1)
     order: list[int] = []
     while len(order) < steps * cfg.batch_size:
         idx = list(range(len(train)))
@@ -191,7 +194,8 @@ def finetune(bert: nn.Module, tokenizer, prefix: str, head: MultiTaskHead, label
     t = torch.from_numpy
     for step in tqdm(range(steps), desc="fine-tuning encoder + head", disable=not progress):
         b = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
-        lv, ar, ti = head(embed([train[i].text for i in b]))
+        texts = [noise(train[i].text, train[i].language, noise_rng) if train[i].valid else train[i].text for i in b]
+        lv, ar, ti = head(embed(texts))
         loss = (_masked_ce(lv, t(yl[b]), t(w[b]), cw_level, 0.05) + _masked_ce(ar, t(ya[b]), t(w[b]), cw_area, 0.05)
                 + _title_loss(ti, t(yt[b]), t(wt[b])))
         opt.zero_grad()
