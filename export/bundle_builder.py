@@ -157,6 +157,11 @@ def _model_card(manifest: dict) -> str:
         lines.append(f"- Non-title detector: an input whose title score is below {det['threshold']:.4f} is "
                      f"reported as not a job title (validation: non-title recall {v.get('non_title_recall')}, "
                      f"false rejects {v.get('false_reject_rate')}).")
+    cal = manifest.get("training", {}).get("calibration") or {}
+    if cal:
+        lines.append("- Scores: temperature-scaled on " + " and ".join(
+            f"{k} (T = {c['temperature']}, {c['n']} hand-labelled validation titles, expected calibration error "
+            f"{c['ece_before']} → {c['ece_after']})" for k, c in cal.items()) + ".")
     for head in ("level", "area"):
         if head in val:
             lines.append(f"- Validation ({head}, training-time split): accuracy {val[head]['accuracy']}, "
@@ -235,7 +240,8 @@ def build_bundle(encoder_dir: str | Path, head_dir: str | Path, out_dir: str | P
             "head": {"weights_sha256": sha256_file(head_dir / HEAD_WEIGHTS),
                      "config": json.loads((head_dir / HEAD_CONFIG).read_text(encoding="utf-8"))["head"]},
             "training": {k: report.get(k) for k in ("created", "train_config", "best_epoch", "validation", "data",
-                                                     "encoder_fingerprint", "frozen_encoder", "finetune")},
+                                                     "encoder_fingerprint", "frozen_encoder", "finetune",
+                                                     "calibration")},
             "parity": None,
         }
         (tmp_out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n",

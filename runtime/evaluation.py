@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from jobtitles.classifier import Classifier, Prediction
-from jobtitles.metrics import Report, classification_report, format_report
+from jobtitles.metrics import Report, classification_report, expected_calibration_error, format_report
 
 
 @dataclass(frozen=True)
@@ -141,6 +141,23 @@ def plot_confusions(reports: dict[str, Report], path: str | Path) -> Path:
     return Path(path)
 
 
+def score_calibration(gold: list[GoldRecord], preds: list[Prediction]) -> dict[str, dict]:
+    """How well the top-1 level and area scores match their accuracy, on the valid gold titles the
+    model accepted (mean score, accuracy, expected calibration error over 10 bins)."""
+    pairs = [(g, p) for g, p in zip(gold, preds) if g.valid and p.valid]
+    out = {}
+    for task, score, right in (
+        ("level", lambda p: p.level_score, lambda g, p: p.level == g.level),
+        ("area", lambda p: p.area_score, lambda g, p: p.area == g.area or p.area in g.alt_areas),
+    ):
+        conf = np.array([score(p) for _, p in pairs], dtype=np.float64)
+        ok = np.array([right(g, p) for g, p in pairs], dtype=np.float64)
+        out[task] = {"n": len(pairs), "mean_score": float(conf.mean()) if len(conf) else 0.0,
+                     "accuracy": float(ok.mean()) if len(ok) else 0.0,
+                     "ece": expected_calibration_error(conf, ok)}
+    return out
+
+
 def evaluate_files(gold_files: list[str], model: str | None, baseline: bool, json_out: str | None,
                    plot: str | None = None) -> tuple[str, dict]:
     """Run the evaluation; returns the printable text and the figures as a dict."""
@@ -184,6 +201,9 @@ def evaluate_files(gold_files: list[str], model: str | None, baseline: bool, jso
             for g, p in zip(gold, preds) if g.valid and p.valid]
     figures["area_top3_accuracy"] = float(np.mean(top3)) if top3 else None
     lines.append(f"area in top-3: {figures['area_top3_accuracy']:.3f}" if top3 else "")
+    figures["calibration"] = score_calibration(gold, preds)
+    lines += [f"{task} scores (accepted titles): mean {c['mean_score']:.3f} vs accuracy {c['accuracy']:.3f}, "
+              f"expected calibration error {c['ece']:.3f} (n={c['n']})" for task, c in figures["calibration"].items()]
     if plot:
         lines.append(f"confusion matrices written to {plot_confusions({'level': mlv, 'area': mar}, plot)}")
     if json_out:

@@ -84,3 +84,19 @@ def format_report(report: Report, title: str) -> str:
         if c.support or c.precision:
             lines.append(f"  {c.label.ljust(width)}  {c.precision:.3f}  {c.recall:.3f}  {c.f1:.3f}  {c.support:4d}")
     return "\n".join(lines)
+
+
+def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins: int = 10) -> float:
+    """Expected calibration error of top-1 scores: the support-weighted mean gap between the mean score
+    and the accuracy in ``bins`` equal-width score bins (0 = scores match the accuracy they promise)."""
+    conf = np.asarray(confidence, dtype=np.float64)
+    ok = np.asarray(correct, dtype=np.float64)
+    if conf.size == 0:
+        return 0.0
+    which = np.minimum((conf * bins).astype(int), bins - 1)
+    total = 0.0
+    for b in range(bins):
+        m = which == b
+        if m.any():
+            total += m.mean() * abs(conf[m].mean() - ok[m].mean())
+    return float(total)

@@ -135,3 +135,7 @@ def test_evaluate_prints_model_and_baseline(bundle_dir, tmp_path):
             assert model[head]["accuracy"] > rules[head]["accuracy"] + 0.05, (group, head)
             assert model[head]["accuracy"] > 0.78, (group, head)
         assert model["invalid_recall"] > 0.75 and model["false_reject_rate"] < 0.02, group
+    for task in ("level", "area"):
+        cal = figures["calibration"][task]
+        assert cal["n"] > 600 and 0 <= cal["ece"] < 0.15 and 0.5 < cal["mean_score"] <= 1, task
+    assert "expected calibration error" in text

@@ -14,6 +14,7 @@ require_train_extra()
 from jobtitles.train.data import (  # noqa: E402
     DEFAULT_MIX, HAND_DIR, SourceSpec, hand_examples, split_by_source, summarise, taxonomy_examples,
 )
+from jobtitles.train.calibration import calibrate_head  # noqa: E402
 from jobtitles.train.embed import EmbeddingCache, encoder_fingerprint  # noqa: E402
 from jobtitles.train.finetune import (  # noqa: E402
     ADAPTER_FILE, Embedder, FinetuneConfig, finetune, finetune_examples, load_encoder, save_adapters,
@@ -60,10 +61,15 @@ def run_training(
     adapters = Path(out_dir) / ADAPTER_FILE
     finetuned = None
     if finetune_cfg is not None:
-        result, finetuned = _finetune_stage(encoder_dir, result, train, val, hand_sources, hand_rows, finetune_cfg,
-                                            progress)
+        result, finetuned, x_val = _finetune_stage(encoder_dir, result, train, val, hand_sources, hand_rows,
+                                                   finetune_cfg, progress)
         print("after fine-tuning the encoder:")
         print_reports(result.val_reports, result.title_validation)
+    hand_val = np.flatnonzero(hand_rows)
+    calibration = calibrate_head(result.model, x_val[hand_val], [val[i] for i in hand_val], labels)
+    for task, fit in calibration.items():
+        print(f"{task} scores: temperature {fit.temperature} on {fit.n} hand-labelled validation titles, "
+              f"NLL {fit.nll_before} -> {fit.nll_after}, ECE {fit.ece_before} -> {fit.ece_after}")
     heldout = [e.text for e in val if e.source in hand_sources and e.valid]
     heldout_non_titles = [e.text for e in val if e.source in hand_sources and not e.valid]
     save_head(result, out_dir, extra={
@@ -75,6 +81,7 @@ def run_training(
         "heldout_non_titles": heldout_non_titles,
         "frozen_encoder": frozen,
         "finetune": finetuned["report"] if finetuned else None,
+        "calibration": {task: asdict(fit) for task, fit in calibration.items()},
     })
     if finetuned:
         save_adapters(finetuned["bert"], finetune_cfg, adapters)
@@ -84,8 +91,10 @@ def run_training(
 
 
 def _finetune_stage(encoder_dir: str | Path, result: TrainResult, train: list, val: list, hand_sources: set[str],
-                    hand_rows: np.ndarray, fcfg: FinetuneConfig, progress: bool) -> tuple[TrainResult, dict]:
-    """Fine-tune adapters + the trained head; re-score validation and re-choose the title threshold."""
+                    hand_rows: np.ndarray, fcfg: FinetuneConfig, progress: bool
+                    ) -> tuple[TrainResult, dict, np.ndarray]:
+    """Fine-tune adapters + the trained head; re-score validation and re-choose the title threshold.
+    Also returns the validation embeddings under the fine-tuned encoder."""
     bert, tokenizer, prefix = load_encoder(encoder_dir)
     examples = finetune_examples(train, hand_sources, fcfg.n_taxonomy, fcfg.seed)
     print(f"fine-tuning the encoder (LoRA rank {fcfg.rank}) with the head on {len(examples)} titles")
@@ -97,5 +106,5 @@ def _finetune_stage(encoder_dir: str | Path, result: TrainResult, train: list, v
     updated = replace(result, val_reports=evaluate_head(result.model, x_val, val, result.labels),
                       title_threshold=threshold, title_validation=title_validation)
     report = {"config": asdict(fcfg), "n_examples": len(examples), "history": history}
-    return updated, {"bert": bert, "report": report}
+    return updated, {"bert": bert, "report": report}, x_val
 
