@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -151,8 +152,12 @@ class Classifier:
         # Below this title score an input is "not a job title"; None: the bundle's own (0 turns it off).
         self.title_threshold = bundle.title_threshold if title_threshold is None else title_threshold
         self._cache: OrderedDict[str, tuple[np.ndarray, np.ndarray, float]] = OrderedDict()
-        self._session = OnnxSession(bundle.model_path, threads, int8_kernel=int8_kernel)
-        self._tokenizer = Tokenizer.from_file(str(bundle.tokenizer_path))
+        # The session is built in a worker thread while this thread parses the tokenizer: onnxruntime
+        # releases the GIL while it builds, the tokenizer's parse holds it (cold start, bench/run_bench.py).
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="jobtitles-load") as pool:
+            session = pool.submit(OnnxSession, bundle.model_path, threads, int8_kernel=int8_kernel)
+            self._tokenizer = Tokenizer.from_file(str(bundle.tokenizer_path))
+            self._session = session.result()
         self._tokenizer.enable_truncation(max_length=bundle.max_tokens)
         self._pad_id = int(bundle.manifest.get("encoder", {}).get("pad_id", 1))
         self._levels = np.array(bundle.levels, dtype=object)
