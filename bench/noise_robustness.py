@@ -7,7 +7,7 @@ For each bundle it prints, over the valid dev titles: level and area accuracy on
 the noisy titles, the share of titles whose level or area answer changes, and the share of noisy
 titles rejected as non-titles.
 
-    .venv/bin/python bench/noise_robustness.py --model models/default [--model OTHER] [--seed 0]
+    .venv/bin/python bench/noise_robustness.py --model models/default [--model OTHER] [--draws 3]
 """
 
 from __future__ import annotations
@@ -54,9 +54,8 @@ def noisy(title: str, language: str, rng: random.Random) -> str:
     return rng.choice(forms).format(t=title, c=rng.choice(PLACES[language]), e=rng.choice(EMPLOYERS))
 
 
-def score(model: str | None, records: list, variants: list[str]) -> dict:
+def score(clf: Classifier, records: list, variants: list[str]) -> dict:
     """Accuracy on originals and noisy variants, answer changes and rejections, for one bundle."""
-    clf = Classifier.load(model)
     orig = clf.predict([r.title for r in records])
     noise = clf.predict(variants)
 
@@ -83,13 +82,16 @@ def score(model: str | None, records: list, variants: list[str]) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", action="append", help="bundle folder (repeatable; default: the default bundle)")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--draws", type=int, default=3, help="noisy variants per title (seeds 0..N-1), averaged")
     args = ap.parse_args()
     records = [r for r in load_gold(DEV) if r.valid]
-    rng = random.Random(args.seed)
-    variants = [noisy(r.title, r.language, rng) for r in records]
+    draws = [[noisy(r.title, r.language, rng) for r in records] for rng in map(random.Random, range(args.draws))]
     for model in args.model or [None]:
-        print(json.dumps(score(model, records, variants)))
+        clf = Classifier.load(model)
+        runs = [score(clf, records, variants) for variants in draws]
+        mean = {k: (round(sum(r[k] for r in runs) / len(runs), 4) if isinstance(v, float) else v)
+                for k, v in runs[0].items()}
+        print(json.dumps({**mean, "draws": len(runs)}))
 
 
 if __name__ == "__main__":
