@@ -130,6 +130,24 @@ def calibration_titles(exclude: set[str], n: int = N_CALIBRATION) -> list[str]:
     return texts[::step][:n]
 
 
+def default_version(report: dict, head_dir: Path) -> str:
+    """``YYYY.MM.DD-<8 hex>``: the day the head was trained and the start of its weights' sha256, so two
+    models trained on one day get different versions and re-exporting one head keeps its version."""
+    day = (report.get("created") or time.strftime("%Y-%m-%d", time.gmtime()))[:10].replace("-", ".")
+    return f"{day}-{sha256_file(head_dir / HEAD_WEIGHTS)[:8]}"
+
+
+def _rounded(x: float | None, digits: int = 4) -> float | None:
+    return None if x is None else round(x, digits)
+
+
+def _finetune_line(cfg: dict) -> str:
+    noise = cfg.get("noise_prob") or 0
+    return (f"fine-tuned for this task (LoRA adapters of rank {cfg['rank']}, merged"
+            + (f"; {noise:.0%} of the titles per step written with posting noise: places, employers, shifts, perks"
+               if noise else "") + ").")
+
+
 def _model_card(manifest: dict) -> str:
     enc = manifest["encoder"]
     par = manifest["parity"]
@@ -143,8 +161,7 @@ def _model_card(manifest: dict) -> str:
             f"quantized: embeddings {enc['quantization']['embeddings']}; MatMuls {enc['quantization']['matmul']}; "
             f"head: {enc['quantization']['head']}." if enc["quantization"] else "fp32 (not quantized)."),
         f"- Input: `{enc['query_prefix']}` + cleaned title, at most {enc['max_tokens']} tokens.",
-        "- Encoder weights: " + ("fine-tuned for this task (LoRA adapters of rank "
-                                 f"{enc['finetuned_adapters']['config']['rank']}, merged)."
+        "- Encoder weights: " + (_finetune_line(enc["finetuned_adapters"]["config"])
                                  if enc.get("finetuned_adapters") else "as published (frozen)."),
         f"- Parity with the PyTorch model on {par['n_titles']} held-out titles: level top-1 "
         f"{par['level_top1_agreement']:.4f}, area top-1 {par['area_top1_agreement']:.4f} (on titles the fp32 "
@@ -154,9 +171,10 @@ def _model_card(manifest: dict) -> str:
     det = manifest.get("title_detector", {})
     if det:
         v = det.get("validation") or {}
+        recall, false_rejects = _rounded(v.get("non_title_recall")), _rounded(v.get("false_reject_rate"))
         lines.append(f"- Non-title detector: an input whose title score is below {det['threshold']:.4f} is "
-                     f"reported as not a job title (validation: non-title recall {v.get('non_title_recall')}, "
-                     f"false rejects {v.get('false_reject_rate')}).")
+                     f"reported as not a job title (validation: non-title recall {recall}, "
+                     f"false rejects {false_rejects}).")
     cal = manifest.get("training", {}).get("calibration") or {}
     if cal:
         lines.append("- Scores: temperature-scaled on " + " and ".join(
@@ -214,7 +232,7 @@ def build_bundle(encoder_dir: str | Path, head_dir: str | Path, out_dir: str | P
                 quant = None
         (tmp_out / LABELS_FILE).write_text(json.dumps({"levels": labels.levels, "areas": labels.areas}, indent=2,
                                                       ensure_ascii=False) + "\n", encoding="utf-8")
-        version = bundle_version or time.strftime("%Y.%m.%d", time.gmtime())
+        version = bundle_version or default_version(report, head_dir)
         manifest = {
             "format_version": BUNDLE_FORMAT_VERSION,
             "bundle_version": version,

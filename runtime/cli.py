@@ -102,7 +102,7 @@ def classify(source, input_format, field_name, column, output_format, output, ke
               help="After the head, fine-tune the encoder (LoRA adapters) together with it.")
 @click.option("--finetune-epochs", type=click.FloatRange(0.1, 20), default=2.0, show_default=True)
 @click.option("--finetune-rank", type=click.IntRange(1, 256), default=8, show_default=True)
-@click.option("--finetune-noise", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True,
+@click.option("--finetune-noise", type=click.FloatRange(0.0, 1.0), default=0.3, show_default=True,
               help="Share of valid titles given posting noise (places, shifts, perks) per fine-tuning step.")
 def train(encoder, out, shared, cache, levels, areas, seed, finetune, finetune_epochs, finetune_rank,
           finetune_noise) -> None:

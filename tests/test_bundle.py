@@ -3,6 +3,7 @@ bundle matches the committed head and can be rebuilt from it."""
 
 import hashlib
 import json
+import re
 import subprocess
 import sys
 
@@ -30,6 +31,12 @@ def test_manifest_records_parity_and_provenance(bundle_dir):
     assert m["training"]["data"]["train"]
     for key in ("created", "bundle_version", "taxonomy", "files"):
         assert m[key]
+    # the version names the training day and the head's weights, so two models never share one
+    assert re.fullmatch(r"\d{4}\.\d{2}\.\d{2}-[0-9a-f]{8}", m["bundle_version"])
+    assert m["bundle_version"].endswith("-" + m["head"]["weights_sha256"][:8])
+    for task in ("level", "area"):
+        cal = m["training"]["calibration"][task]
+        assert 0.2 <= cal["temperature"] <= 5 and cal["n"] > 500 and cal["ece_after"] <= cal["ece_before"]
 
 
 def test_onnx_graph_io_and_metadata(bundle_dir):

@@ -137,5 +137,6 @@ def test_evaluate_prints_model_and_baseline(bundle_dir, tmp_path):
         assert model["invalid_recall"] > 0.75 and model["false_reject_rate"] < 0.02, group
     for task in ("level", "area"):
         cal = figures["calibration"][task]
-        assert cal["n"] > 600 and 0 <= cal["ece"] < 0.15 and 0.5 < cal["mean_score"] <= 1, task
+        # the shipped bundle's scores are temperature-scaled: 0.020 / 0.022 in README.md (0.119 / 0.060 before)
+        assert cal["n"] > 600 and 0 <= cal["ece"] < 0.05 and 0.5 < cal["mean_score"] <= 1, task
     assert "expected calibration error" in text

@@ -24,8 +24,9 @@ _EN_PLACES = ("London", "Manchester", "Leeds", "Bristol", "Glasgow", "Cardiff", 
               "Nationwide", "Downtown", "Main Campus", "Westside", "Tri-County Area")
 _EN_EMPLOYERS = ("Acme Corp", "Northwind Ltd", "Brightway Group", "Harbor Holdings", "Summit Partners",
                  "Bluebird Inc.", "Oakridge LLC", "Riverside Trust", "Meridian Services", "Pioneer Co.")
-_EN_EXTRAS = ("Swing Shift", "3rd shift", "1st Shift", "Graveyard Shift", "PT Evenings", "Weekend Nights", "Nights 7p-7a",
-              "Mon-Fri", "4x10s", "Days - 8 Hour", "Rotating Shifts", "Overtime Available", "Sign-On Bonus",
+_EN_EXTRAS = ("Swing Shift", "3rd shift", "1st Shift", "Graveyard Shift", "PT Evenings", "Weekend Nights",
+              "Nights 7p-7a", "Mon-Fri", "4x10s", "Days - 8 Hour", "Rotating Shifts", "Overtime Available",
+              "Sign-On Bonus",
               "Weekly Pay", "Daily Pay", "Competitive Pay", "Paid Time Off", "Relocation Assistance",
               "Visa Sponsorship", "No Weekends", "Temp to Perm", "12 Month FTC", "Contract to Hire", "Seasonal",
               "Per Diem", "Immediate Start", "Start ASAP", "Hiring Event", "Flexible Schedule", "Walk-in Interviews")

@@ -49,7 +49,7 @@ class FinetuneConfig:
     n_taxonomy: int = 8000  # taxonomy titles sampled beside all hand-labelled training titles
     max_tokens: int = 64
     seed: int = 13
-    noise_prob: float = 0.0  # share of valid titles given posting noise per step (train/augment.py); 0 = off
+    noise_prob: float = 0.3  # share of valid titles given posting noise per step (train/augment.py); 0 = off
 
 
 class LoRALinear(nn.Module):
