@@ -63,7 +63,7 @@ def score(clf: Classifier, records: list, variants: list[str]) -> dict:
         return p.valid and p.level == r.level
 
     def area_ok(p, r):
-        return p.valid and (p.area == r.area or p.area in r.alt_areas)
+        return p.valid and r.accepts_area(p.area)
 
     n = len(records)
     both = [(o, v) for o, v in zip(orig, noise) if o.valid and v.valid]

@@ -24,6 +24,10 @@ class GoldRecord:
     area: str | None
     alt_areas: frozenset[str]
 
+    def accepts_area(self, area: str | None) -> bool:
+        """Whether ``area`` is this title's area or one of its acceptable alternatives."""
+        return area == self.area or area in self.alt_areas
+
 
 def load_gold(paths: list[str | Path]) -> list[GoldRecord]:
     """Read hand-labelled JSONL files."""
@@ -83,7 +87,7 @@ def _worst_confusions(gold: list[GoldRecord], preds: list[Prediction], head: str
         if not g.valid or not p.valid:
             continue
         want, got = (g.level, p.level) if head == "level" else (g.area, p.area)
-        if want != got and not (head == "area" and got in g.alt_areas):
+        if want != got and not (head == "area" and g.accepts_area(got)):
             pairs[(want, got)] += 1
             examples.setdefault((want, got), []).append(g.title)
     lines = []
@@ -148,7 +152,7 @@ def score_calibration(gold: list[GoldRecord], preds: list[Prediction]) -> dict[s
     out = {}
     for task, score, right in (
         ("level", lambda p: p.level_score, lambda g, p: p.level == g.level),
-        ("area", lambda p: p.area_score, lambda g, p: p.area == g.area or p.area in g.alt_areas),
+        ("area", lambda p: p.area_score, lambda g, p: g.accepts_area(p.area)),
     ):
         conf = np.array([score(p) for _, p in pairs], dtype=np.float64)
         ok = np.array([right(g, p) for g, p in pairs], dtype=np.float64)

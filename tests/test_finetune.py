@@ -95,5 +95,5 @@ def test_finetune_trains_adapters_and_head_and_feeds_noisy_titles():
     assert any(not torch.equal(a, b) for a, b in zip(before, head.parameters()))
     assert any(p.requires_grad and p.abs().sum() > 0 for n, p in bert.named_parameters() if n.endswith(".B"))
     noisy = [t for t in seen if t not in ("Welder", "Nurse", "Apply now")]
-    assert noisy and all(t.startswith(("Welder", "Nurse")) or "Welder" in t or "Nurse" in t for t in noisy)
+    assert noisy and all("Welder" in t or "Nurse" in t for t in noisy)
     assert "Apply now" in seen and not any("Apply now" in t and t != "Apply now" for t in seen)  # non-titles stay

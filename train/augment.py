@@ -1,12 +1,13 @@
 """Posting-noise augmentation for fine-tuning: the same title, written as job boards write it.
 
 Real posting titles carry places, shifts, perks, employers and contract words that
-:func:`jobtitles.cleaning.clean_title` cannot all remove ("Welder 2nd shift (East York)",
+:func:`jobtitles.cleaning.clean_title` cannot all remove ("Welder - 3rd shift (Akron)",
 "Registered Nurse - Leeds | Overtime Available"). None of them changes the job, so none may
 change the level or the area; a model trained on clean titles alone lets them move its answer
-(and can reject the title outright). During fine-tuning a share of the valid titles get one or
-two such pieces attached, and the result goes through the runtime's own cleaning, so the model
-learns on exactly the text it will see. The pieces carry no seniority or field word.
+(and can reject the title outright). During fine-tuning a share of the valid titles are written in
+one posting form (a place, an employer or an extra attached, sometimes two of them), and the result
+goes through the runtime's own cleaning, so the model learns on exactly the text it will see.
+The pieces carry no seniority or field word.
 """
 
 from __future__ import annotations
@@ -26,8 +27,7 @@ _EN_EMPLOYERS = ("Acme Corp", "Northwind Ltd", "Brightway Group", "Harbor Holdin
                  "Bluebird Inc.", "Oakridge LLC", "Riverside Trust", "Meridian Services", "Pioneer Co.")
 _EN_EXTRAS = ("Swing Shift", "3rd shift", "1st Shift", "Graveyard Shift", "PT Evenings", "Weekend Nights",
               "Nights 7p-7a", "Mon-Fri", "4x10s", "Days - 8 Hour", "Rotating Shifts", "Overtime Available",
-              "Sign-On Bonus",
-              "Weekly Pay", "Daily Pay", "Competitive Pay", "Paid Time Off", "Relocation Assistance",
+              "Sign-On Bonus", "Weekly Pay", "Daily Pay", "Competitive Pay", "Paid Time Off", "Relocation Assistance",
               "Visa Sponsorship", "No Weekends", "Temp to Perm", "12 Month FTC", "Contract to Hire", "Seasonal",
               "Per Diem", "Immediate Start", "Start ASAP", "Hiring Event", "Flexible Schedule", "Walk-in Interviews")
 _EN_FORMS = ("{t} - {c}", "{t} ({c})", "{t}, {c}", "{t} in {c}", "{t} | {e}", "{t} at {e}", "{t} - {e}",
