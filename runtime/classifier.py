@@ -13,6 +13,7 @@ import numpy as np
 
 from jobtitles.bundle import Bundle
 from jobtitles.cleaning import assess_title
+from jobtitles.graph_cache import GraphCache, GraphKey, resolve_cache_dir, save_options
 
 DEFAULT_BATCH_SIZE = 64  # measured: bench/run_bench.py --sweep (2 threads: 644 titles/s at 32, 747 at 64, 678 at 128)
 DEFAULT_TOP_K = 3
@@ -75,20 +76,27 @@ def encode_batch(tokenizer, texts: Sequence[str], prefix: str, pad_id: int) -> t
 
 
 class OnnxSession:
-    """One ONNX Runtime session over a bundle's ``model.onnx`` (reused for every batch)."""
+    """One ONNX Runtime session over a bundle's ``model.onnx`` (reused for every batch).
+
+    With a :class:`~jobtitles.graph_cache.GraphCache`, the optimised graph of the first session on
+    this machine is saved there and later sessions open it instead of optimising again
+    (``source`` says which: ``"model"``, ``"model, cached"`` or ``"cache"``).
+    """
 
     # EXTENDED, not ALL: ALL only adds CPU layout passes (NCHWc) that find nothing to change in an
     # encoder, yet cost about 0.1 s of every cold start; the outputs are identical (tests/test_classifier.py).
     OPTIMIZATION = "ORT_ENABLE_EXTENDED"
 
     def __init__(self, model_path: Path, threads: int | None = None, optimization: str = OPTIMIZATION,
-                 int8_kernel: str = "auto") -> None:
+                 int8_kernel: str = "auto", graph_cache: GraphCache | None = None, model_sha256: str = "") -> None:
         """``int8_kernel``: ``"auto"`` recodes the weights as int8 where that is exact and faster (x86
-        with VNNI, see :mod:`jobtitles.int8_kernels`); ``"u8u8"`` / ``"u8s8"`` force a coding."""
+        with VNNI, see :mod:`jobtitles.int8_kernels`); ``"u8u8"`` / ``"u8s8"`` force a coding.
+        ``model_sha256`` (the manifest's) goes into the cache key beside the file's size and time."""
         import onnxruntime as ort
 
         from jobtitles.int8_kernels import choose_kernel
 
+        model_path = Path(model_path)
         opts = ort.SessionOptions()
         opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, optimization)
         if threads:
@@ -98,16 +106,52 @@ class OnnxSession:
         # caller (an HTTP server, a reader thread, a client) spinning starves everyone else.
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.int8_kernel = choose_kernel(int8_kernel)
-        if self.int8_kernel == "u8s8":
-            self._session = self._recoded_session(ort, Path(model_path), opts)
-            if self._session is None:  # nothing to recode (e.g. an fp32 bundle) or not safely recodable
-                self.int8_kernel = "u8u8"
-        if self.int8_kernel == "u8u8":
-            self._session = ort.InferenceSession(str(model_path), sess_options=opts,
-                                                 providers=["CPUExecutionProvider"])
+        self.source = "model"
+        key = (GraphKey.for_model(model_path, model_sha256, self.int8_kernel, optimization, ort.__version__)
+               if graph_cache is not None else None)
+        if key is not None and self._open_cached(ort, graph_cache, key, opts):
+            return
+        written = graph_cache.reserve() if key is not None else None
+        if written is not None:
+            save_options(opts, written)
+        try:
+            self._session = self._build(ort, model_path, opts)
+        except BaseException:
+            if written is not None:
+                graph_cache.discard(written)
+            raise
+        if written is not None and graph_cache.commit(written, key, self.int8_kernel) is not None:
+            self.source = "model, cached"
 
-    @staticmethod
-    def _recoded_session(ort, model_path: Path, opts):
+    def _open_cached(self, ort, cache: GraphCache, key: GraphKey, opts) -> bool:
+        """Open the cached graph for ``key``; False when there is none or it cannot be opened (then
+        it is removed and rebuilt)."""
+        found = cache.lookup(key)
+        if found is None:
+            return False
+        path, kernel = found
+        try:
+            self._session = self._open(ort, path, opts)
+        except Exception:  # a damaged or half-pruned entry: rebuild it from the bundle
+            cache.discard(path.parent)
+            return False
+        self.int8_kernel, self.source = kernel, "cache"
+        return True
+
+    def _build(self, ort, model_path: Path, opts):
+        """A session on the bundle's graph, recoded to int8 weights when that kernel was chosen."""
+        if self.int8_kernel == "u8s8":
+            session = self._recoded_session(ort, model_path, opts)
+            if session is not None:
+                return session
+            self.int8_kernel = "u8u8"  # nothing to recode (e.g. an fp32 bundle) or not safely recodable
+        return self._open(ort, model_path, opts)
+
+    def _open(self, ort, path: Path, opts):
+        """onnxruntime's session on the graph file ``path``."""
+        return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+
+    def _recoded_session(self, ort, model_path: Path, opts):
         """A session on the bundle's graph with int8 weights, or None. The recoded graph goes through a
         temporary file: onnxruntime takes a graph only as a path or as ``bytes``, and a ``bytes`` copy
         would hold a second copy of the model in memory while the session is built."""
@@ -124,7 +168,7 @@ class OnnxSession:
             path = Path(tmp) / "model.onnx"
             path.write_bytes(model)
             del model
-            return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+            return self._open(ort, path, opts)
 
     def run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> Scores:
         level, area, title = self._session.run(None, {"input_ids": input_ids, "attention_mask": attention_mask})
@@ -141,7 +185,10 @@ class Classifier:
 
     def __init__(self, bundle: Bundle, threads: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
                  top_k: int = DEFAULT_TOP_K, min_score: float = 0.0, cache_size: int = DEFAULT_CACHE_SIZE,
-                 title_threshold: float | None = None, int8_kernel: str = "auto") -> None:
+                 title_threshold: float | None = None, int8_kernel: str = "auto",
+                 graph_cache: bool | str | Path = True) -> None:
+        """``graph_cache``: where to keep the optimised session graph between processes (``True``: the
+        folder of :func:`jobtitles.graph_cache.default_cache_dir`, ``False``: nowhere, or a folder)."""
         from tokenizers import Tokenizer
 
         self.bundle = bundle
@@ -152,16 +199,25 @@ class Classifier:
         # Below this title score an input is "not a job title"; None: the bundle's own (0 turns it off).
         self.title_threshold = bundle.title_threshold if title_threshold is None else title_threshold
         self._cache: OrderedDict[str, tuple[np.ndarray, np.ndarray, float]] = OrderedDict()
-        # The session is built in a worker thread while this thread parses the tokenizer: onnxruntime
-        # releases the GIL while it builds, the tokenizer's parse holds it (cold start, bench/run_bench.py).
+        # The session is built in a worker thread while this thread parses the tokenizer (cold start,
+        # bench/run_bench.py). Both hold the GIL for much of their work, so the overlap is small.
+        cache_dir = resolve_cache_dir(graph_cache)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="jobtitles-load") as pool:
-            session = pool.submit(OnnxSession, bundle.model_path, threads, int8_kernel=int8_kernel)
+            session = pool.submit(OnnxSession, bundle.model_path, threads, int8_kernel=int8_kernel,
+                                  graph_cache=GraphCache(cache_dir) if cache_dir else None,
+                                  model_sha256=str(bundle.manifest.get("files", {}).get("model.onnx", "")))
             self._tokenizer = Tokenizer.from_file(str(bundle.tokenizer_path))
             self._session = session.result()
         self._tokenizer.enable_truncation(max_length=bundle.max_tokens)
         self._pad_id = int(bundle.manifest.get("encoder", {}).get("pad_id", 1))
         self._levels = np.array(bundle.levels, dtype=object)
         self._areas = np.array(bundle.areas, dtype=object)
+
+    @property
+    def session_source(self) -> str:
+        """Where the session's graph came from: ``"model"`` (the bundle, optimised now), ``"model,
+        cached"`` (the same, and saved to the graph cache) or ``"cache"`` (:mod:`jobtitles.graph_cache`)."""
+        return self._session.source
 
     @classmethod
     def load(cls, path: str | Path | None = None, **kwargs) -> Classifier:

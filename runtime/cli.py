@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -131,7 +132,10 @@ def train(encoder, out, shared, cache, levels, areas, seed, finetune, finetune_e
               help="Kept-pieces file from `jobtitles trim-vocab` ('' = keep the full vocabulary).")
 @click.option("--if-missing", is_flag=True, help="Do nothing when OUT already holds a bundle.")
 @click.option("--fp32", is_flag=True, help="Skip quantization (the unoptimised reference bundle, for comparisons).")
-def export(encoder, head, out, vocab, if_missing, fp32) -> None:
+@click.option("--compare-with", type=click.Path(file_okay=False, exists=True), default=None,
+              help="After exporting, compare the new bundle's answers on the head's held-out titles with this "
+                   "bundle's (e.g. the shipped one); exit 1 unless they match (jobtitles.export.reproduce).")
+def export(encoder, head, out, vocab, if_missing, fp32, compare_with) -> None:
     """Export encoder + head to one quantized ONNX bundle and check parity (needs the [train] extra)."""
     if if_missing:
         try:
@@ -156,6 +160,15 @@ def export(encoder, head, out, vocab, if_missing, fp32) -> None:
                f"({'ok' if par['passed'] else 'BELOW 0.99'})")
     if not par["passed"]:
         sys.exit(1)
+    if compare_with:
+        from jobtitles.export.reproduce import compare_bundles
+
+        report = json.loads((Path(head) / "training_report.json").read_text(encoding="utf-8"))
+        texts = report.get("heldout_titles", []) + report.get("heldout_non_titles", [])
+        agreement = compare_bundles(out, compare_with, texts)
+        click.echo(f"against {compare_with}: {agreement.summary()}")
+        if not agreement.passed:
+            sys.exit(1)
 
 
 @main.command()

@@ -19,6 +19,16 @@ needs_torch = pytest.mark.skipif(not HAS_TORCH, reason="needs the [train] extra 
 needs_shared = pytest.mark.skipif(not SHARED_DATA.exists(), reason=f"reference data not found at {SHARED_DATA}")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def graph_cache_dir(tmp_path_factory) -> Path:
+    """The tests' own graph cache (jobtitles.graph_cache), so that they never write to ~/.cache; the
+    CLI tests' subprocesses inherit it."""
+    folder = tmp_path_factory.mktemp("graph-cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("JOBTITLES_GRAPH_CACHE", str(folder))
+        yield folder
+
+
 @pytest.fixture(scope="session")
 def bundle_dir() -> Path:
     if not (DEFAULT_BUNDLE / "manifest.json").exists():

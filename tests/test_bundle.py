@@ -7,7 +7,6 @@ import re
 import subprocess
 import sys
 
-import numpy as np
 import onnxruntime as ort
 import pytest
 
@@ -66,14 +65,23 @@ def test_bundle_files_match_the_manifest_and_the_committed_head(bundle_dir):
 @pytest.mark.slow
 @needs_torch
 def test_the_bundle_rebuilds_from_the_committed_head(bundle_dir, tmp_path):
-    """The export path end to end: a fresh bundle from the committed head answers like the shipped one."""
-    from jobtitles.classifier import Classifier
+    """The export path end to end: a fresh bundle from the committed head answers like the shipped one:
+    identically where this CPU exported the same model bytes, else within the agreement that int8
+    rounding allows across CPUs (jobtitles.export.reproduce)."""
     from jobtitles.evaluation import load_gold
+    from jobtitles.export.reproduce import MIN_TOP1_AGREEMENT, compare_bundles
 
     out = tmp_path / "bundle"
-    subprocess.run([sys.executable, "-m", "jobtitles.cli", "export", "--out", str(out)], check=True, cwd=REPO)
+    res = subprocess.run([sys.executable, "-m", "jobtitles.cli", "export", "--out", str(out), "--compare-with",
+                          str(bundle_dir)], capture_output=True, text=True, cwd=REPO)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+    assert "against" in res.stdout and "(ok)" in res.stdout.splitlines()[-1]
     texts = [g.title for g in load_gold([str(f) for f in DEV_FILES])][:300]
-    a = Classifier.load(bundle_dir).probabilities(texts)
-    b = Classifier.load(out).probabilities(texts)
-    for x, y in zip(a, b):
-        assert np.allclose(x, y, atol=1e-4)
+    agreement = compare_bundles(out, bundle_dir, texts)
+    assert agreement.passed, agreement.summary()
+    if agreement.identical_model:
+        assert agreement.max_abs_diff == 0.0
+    else:
+        assert min(agreement.level_top1, agreement.area_top1) >= MIN_TOP1_AGREEMENT
+    assert json.loads((out / "manifest.json").read_text())["bundle_version"] == \
+        json.loads((bundle_dir / "manifest.json").read_text())["bundle_version"]

@@ -38,6 +38,10 @@ def test_dockerfile_shape():
     assert 'ENTRYPOINT ["jobtitles"]' in runtime and 'CMD ["classify"]' in runtime
     assert re.search(r"^USER\s+\d+", runtime, flags=re.M), "runtime stage must run as a non-root user"
     assert "/tmp/wheels/*.whl" in runtime
+    build = text.split("AS runtime", 1)[0]
+    # the wheel carries the committed bundle; the build re-exports it from the head only as a check
+    assert "COPY models/default ./models/default" in build and "--compare-with /src/models/default" in build
+    assert "models/default" not in (REPO / ".dockerignore").read_text().split()
 
 
 @pytest.mark.slow
@@ -57,6 +61,14 @@ def test_runtime_stage_in_a_fresh_venv(bundle_dir, tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     recs = [json.loads(x) for x in res.stdout.splitlines()]
     assert [r["valid"] for r in recs] == [True, False]
+    # the image's warm-up step (Dockerfile, runtime stage) saves the optimised graph; later starts open it
+    env["JOBTITLES_GRAPH_CACHE"] = str(tmp_path / "graphs")
+    warm = "from jobtitles import Classifier; c = Classifier.load(); c.predict(['Nurse']); print(c.session_source)"
+    sources = [subprocess.run([str(venv / "bin" / "python"), "-c", warm], capture_output=True, text=True, env=env,
+                              cwd=tmp_path).stdout.strip() for _ in range(2)]
+    assert sources == ["model, cached", "cache"]
+    assert re.search(r'^RUN python -c "from jobtitles import Classifier; Classifier.load\(\)',
+                     (REPO / "Dockerfile").read_text().split("AS runtime", 1)[1], flags=re.M)
     probe_bundle = "from jobtitles.bundle import Bundle; b = Bundle.load(); print(b.version, b.path)"
     out = subprocess.run([str(venv / "bin" / "python"), "-c", probe_bundle], capture_output=True, text=True,
                          env=env, cwd=tmp_path).stdout.split()
