@@ -105,8 +105,13 @@ def classify(source, input_format, field_name, column, output_format, output, ke
 @click.option("--finetune-rank", type=click.IntRange(1, 256), default=8, show_default=True)
 @click.option("--finetune-noise", type=click.FloatRange(0.0, 1.0), default=0.3, show_default=True,
               help="Share of valid titles given posting noise (places, shifts, perks) per fine-tuning step.")
+@click.option("--finetune-seeds", default="", metavar="N,N,...",
+              help="Fine-tune once per seed from the same head and average them (a model soup; the bundle's "
+                   "size and speed stay the same). Default: one fine-tune with --seed.")
+@click.option("--members-out", type=click.Path(file_okay=False), default=None,
+              help="With --finetune-seeds: also write each member's head folder here (seed-N), for comparison.")
 def train(encoder, out, shared, cache, levels, areas, seed, finetune, finetune_epochs, finetune_rank,
-          finetune_noise) -> None:
+          finetune_noise, finetune_seeds, members_out) -> None:
     """Train the classification head, then fine-tune encoder adapters with it (needs the [train] extra)."""
     _require_train()
     from jobtitles.train.finetune import FinetuneConfig
@@ -114,12 +119,18 @@ def train(encoder, out, shared, cache, levels, areas, seed, finetune, finetune_e
     from jobtitles.train.rules import TAXONOMY_DIR
     from jobtitles.train.trainer import TrainConfig
 
+    try:
+        seeds = tuple(dict.fromkeys(int(x) for x in finetune_seeds.split(",") if x.strip()))
+    except ValueError as exc:
+        raise click.BadParameter(f"{finetune_seeds!r}: give whole numbers separated by commas, e.g. 13,14",
+                                 param_hint="--finetune-seeds") from exc
     enc = _ensure_encoder(Path(encoder))
-    fcfg = FinetuneConfig(rank=finetune_rank, alpha=2.0 * finetune_rank, epochs=finetune_epochs, seed=seed,
-                           noise_prob=finetune_noise) \
-        if finetune else None
+    fcfg = FinetuneConfig(rank=finetune_rank, alpha=2.0 * finetune_rank, epochs=finetune_epochs,
+                          seed=seeds[0] if len(seeds) == 1 else seed, noise_prob=finetune_noise,
+                          soup_seeds=seeds if len(seeds) > 1 else ()) if finetune else None
     run_training(enc, out, cache, shared_dir=shared, levels_file=levels or TAXONOMY_DIR / "levels.json",
-                 areas_file=areas or TAXONOMY_DIR / "areas.json", cfg=TrainConfig(seed=seed), finetune_cfg=fcfg)
+                 areas_file=areas or TAXONOMY_DIR / "areas.json", cfg=TrainConfig(seed=seed), finetune_cfg=fcfg,
+                 members_dir=members_out)
     click.echo(f"head{' and encoder adapters' if finetune else ''} saved to {out}")
 
 

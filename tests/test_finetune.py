@@ -97,3 +97,55 @@ def test_finetune_trains_adapters_and_head_and_feeds_noisy_titles():
     noisy = [t for t in seen if t not in ("Welder", "Nurse", "Apply now")]
     assert noisy and all("Welder" in t or "Nurse" in t for t in noisy)
     assert "Apply now" in seen and not any("Apply now" in t and t != "Apply now" for t in seen)  # non-titles stay
+
+
+def test_a_soup_of_adapters_applies_the_mean_update_and_saves_like_any_adapter(tmp_path):
+    import copy
+
+    import torch
+
+    from jobtitles.train.finetune import (FinetuneConfig, add_adapters, load_adapters, merge_adapters, save_adapters,
+                                          soup_adapters)
+
+    ids = torch.tensor([[1, 5, 7, 9, 2]])
+    members = []
+    for seed in (1, 2):
+        bert = _tiny_bert()
+        add_adapters(bert, rank=2, alpha=4)
+        torch.manual_seed(seed)
+        with torch.no_grad():
+            for p in (p for p in bert.parameters() if p.requires_grad):
+                p.normal_(0, 0.3)
+        members.append(bert)
+    merged = [copy.deepcopy(m) for m in members]
+    for m in merged:
+        merge_adapters(m)
+    want = {k: (merged[0].state_dict()[k] + merged[1].state_dict()[k]) / 2 for k in merged[0].state_dict()}
+    soup = soup_adapters([copy.deepcopy(m) for m in members])
+    cfg = FinetuneConfig(rank=4, alpha=8, seed=1, soup_seeds=(1, 2))
+    save_adapters(soup, cfg, tmp_path / "soup.pt")
+    merge_adapters(soup)
+    got = soup.state_dict()
+    assert all(torch.allclose(got[k], want[k], atol=1e-6) for k in want)  # the mean of the members' weights
+    fresh = _tiny_bert()
+    loaded = load_adapters(fresh, tmp_path / "soup.pt")
+    assert (loaded.rank, loaded.member_rank, loaded.soup_seeds) == (4, 2, (1, 2))
+    merge_adapters(fresh)
+    assert torch.allclose(_out(fresh, ids), _out(soup, ids), atol=1e-5)
+
+
+def test_a_soup_of_heads_is_their_parameter_mean():
+    import torch
+
+    from jobtitles.train.finetune import soup_heads
+    from jobtitles.train.model import HeadConfig, MultiTaskHead
+
+    heads = []
+    for seed in (1, 2, 3):
+        torch.manual_seed(seed)
+        heads.append(MultiTaskHead(HeadConfig(input_dim=16, hidden_dim=8, n_levels=2, n_areas=2)))
+    want = {k: sum(h.state_dict()[k].float() for h in heads) / 3 for k in heads[0].state_dict()}
+    got = soup_heads(heads).state_dict()
+    for k, v in want.items():
+        if got[k].is_floating_point():
+            assert torch.allclose(got[k], v, atol=1e-6), k

@@ -50,6 +50,14 @@ class FinetuneConfig:
     max_tokens: int = 64
     seed: int = 13
     noise_prob: float = 0.3  # share of valid titles given posting noise per step (train/augment.py); 0 = off
+    # More than one seed: fine-tune once per seed from the same trained head and average the results
+    # (:func:`soup_adapters`, :func:`soup_heads`); the saved adapters then have rank ``rank × len(soup_seeds)``.
+    soup_seeds: tuple[int, ...] = ()
+
+    @property
+    def member_rank(self) -> int:
+        """The rank of each fine-tune's adapters (``rank`` is the saved adapters' rank)."""
+        return self.rank // max(1, len(self.soup_seeds))
 
 
 class LoRALinear(nn.Module):
@@ -104,6 +112,44 @@ def merge_adapters(bert: nn.Module) -> int:
     return n
 
 
+def soup_adapters(berts: list[nn.Module]) -> nn.Module:
+    """Average the adapter updates of several fine-tunes of one encoder into the first of them.
+
+    Each member's update is ``scale · B_i A_i``; stacking the ``A_i`` and the ``B_i / k`` gives one
+    adapter of rank ``k · r`` whose update is their mean, so the soup is saved, loaded and merged like
+    any adapter (with ``alpha`` scaled by ``k`` to keep the scale). Averaging fine-tunes that start
+    from the same weights ("model soups") keeps their shared gains and cancels part of the
+    seed-to-seed noise, at no cost at inference: the merged encoder has the same shape.
+    """
+    k = len(berts)
+    if k == 1:
+        return berts[0]
+    for targets in zip(*(list(_targets(b)) for b in berts)):
+        layers = [getattr(parent, attr) for parent, attr in targets]
+        if not all(isinstance(layer, LoRALinear) for layer in layers):
+            raise ValueError("every member needs adapters on the same layers")
+        first = layers[0]
+        rank = sum(layer.A.shape[0] for layer in layers)
+        soup = LoRALinear(first.base, rank, first.scale * rank)
+        with torch.no_grad():
+            soup.A.copy_(torch.cat([layer.A for layer in layers], dim=0))
+            soup.B.copy_(torch.cat([layer.B / k for layer in layers], dim=1))
+        parent, attr = targets[0]
+        setattr(parent, attr, soup)
+    return berts[0]
+
+
+def soup_heads(heads: list[MultiTaskHead]) -> MultiTaskHead:
+    """The parameter-wise mean of heads fine-tuned from one starting head, loaded into the first."""
+    if len(heads) == 1:
+        return heads[0]
+    states = [h.state_dict() for h in heads]
+    mean = {k: (torch.stack([s[k].float() for s in states]).mean(0).to(v.dtype) if v.is_floating_point() else v)
+            for k, v in states[0].items()}
+    heads[0].load_state_dict(mean)
+    return heads[0]
+
+
 def save_adapters(bert: nn.Module, cfg: FinetuneConfig, path: str | Path) -> Path:
     """Write the adapter matrices (only) and their configuration."""
     state = {k: v.detach().clone() for k, v in bert.state_dict().items() if k.endswith((".A", ".B"))}
@@ -114,7 +160,9 @@ def save_adapters(bert: nn.Module, cfg: FinetuneConfig, path: str | Path) -> Pat
 def load_adapters(bert: nn.Module, path: str | Path) -> FinetuneConfig:
     """Add adapters to ``bert`` and load their saved matrices; raises if the file does not fit."""
     saved = torch.load(str(path), map_location="cpu", weights_only=True)
-    cfg = FinetuneConfig(**saved["config"])
+    config = dict(saved["config"])
+    config["soup_seeds"] = tuple(config.get("soup_seeds") or ())
+    cfg = FinetuneConfig(**config)
     add_adapters(bert, cfg.rank, cfg.alpha)
     missing = set(saved["state"]) - set(bert.state_dict())
     if missing or not saved["state"]:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, replace
+import copy
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,8 @@ from jobtitles.train.data import (  # noqa: E402
 from jobtitles.train.calibration import calibrate_head  # noqa: E402
 from jobtitles.train.embed import EmbeddingCache, encoder_fingerprint  # noqa: E402
 from jobtitles.train.finetune import (  # noqa: E402
-    ADAPTER_FILE, Embedder, FinetuneConfig, finetune, finetune_examples, load_encoder, save_adapters,
+    ADAPTER_FILE, Embedder, FinetuneConfig, finetune, finetune_examples, load_encoder, save_adapters, soup_adapters,
+    soup_heads,
 )
 from jobtitles.train.rules import TAXONOMY_DIR, KeywordRules  # noqa: E402
 from jobtitles.train.trainer import (  # noqa: E402
@@ -39,9 +41,12 @@ def run_training(
     cfg: TrainConfig = TrainConfig(),
     progress: bool = True,
     finetune_cfg: FinetuneConfig | None = None,
+    members_dir: str | Path | None = None,
 ) -> TrainResult:
     """Train a head on frozen embeddings, then (with ``finetune_cfg``) fine-tune encoder adapters and
-    head together; save them to ``out_dir``. Taxonomy sources are used when ``shared_dir`` is given."""
+    head together; save them to ``out_dir``. Taxonomy sources are used when ``shared_dir`` is given.
+    With several fine-tuning seeds (a soup), ``members_dir`` also gets each member's head folder
+    (``seed-N``), so members and soup can be exported and compared."""
     labels = LabelSet.from_files(levels_file, areas_file)
     rules = KeywordRules.load(levels_file, areas_file)
     examples = [e for e in hand_examples(Path(hand_dir)) if e.text]  # non-titles teach the title head
@@ -58,53 +63,94 @@ def run_training(
     print_reports(result.val_reports, result.title_validation)
     frozen = {"validation": {**{k: v.as_dict() for k, v in result.val_reports.items()},
                              "title": result.title_validation}, "best_epoch": result.best_epoch}
-    adapters = Path(out_dir) / ADAPTER_FILE
-    finetuned = None
-    if finetune_cfg is not None:
-        result, finetuned, x_val = _finetune_stage(encoder_dir, result, train, val, hand_sources, hand_rows,
-                                                   finetune_cfg, progress)
-        print("after fine-tuning the encoder:")
-        print_reports(result.val_reports, result.title_validation)
-    hand_val = np.flatnonzero(hand_rows)
-    calibration = calibrate_head(result.model, x_val[hand_val], [val[i] for i in hand_val], labels)
-    for task, fit in calibration.items():
-        print(f"{task} scores: temperature {fit.temperature} on {fit.n} hand-labelled validation titles, "
-              f"NLL {fit.nll_before} -> {fit.nll_after}, ECE {fit.ece_before} -> {fit.ece_after}")
-    heldout = [e.text for e in val if e.source in hand_sources and e.valid]
-    heldout_non_titles = [e.text for e in val if e.source in hand_sources and not e.valid]
-    save_head(result, out_dir, extra={
+    extra = {
         "encoder_fingerprint": encoder_fingerprint(encoder_dir),
         "data": {"train": summarise(train), "validation": summarise(val),
                  "mix": [asdict(s) for s in mix] if shared_dir is not None else [],
                  "hand_weight": train[0].weight if train else None},
-        "heldout_titles": heldout,
-        "heldout_non_titles": heldout_non_titles,
+        "heldout_titles": [e.text for e in val if e.source in hand_sources and e.valid],
+        "heldout_non_titles": [e.text for e in val if e.source in hand_sources and not e.valid],
         "frozen_encoder": frozen,
-        "finetune": finetuned["report"] if finetuned else None,
-        "calibration": {task: asdict(fit) for task, fit in calibration.items()},
-    })
-    if finetuned:
-        save_adapters(finetuned["bert"], finetune_cfg, adapters)
+    }
+    if finetune_cfg is None:
+        return _save(result, val, hand_rows, x_val, None, out_dir, {**extra, "finetune": None})
+    tuned = _finetune_stage(encoder_dir, result, train, val, hand_sources, hand_rows, finetune_cfg, progress)
+    final = tuned[-1]
+    if members_dir is not None and len(tuned) > 1:
+        for member in tuned[:-1]:
+            _save(member.result, val, hand_rows, member.x_val, member, Path(members_dir) / f"seed-{member.cfg.seed}",
+                  {**extra, "finetune": member.report})
+    print("after fine-tuning the encoder:")
+    print_reports(final.result.val_reports, final.result.title_validation)
+    return _save(final.result, val, hand_rows, final.x_val, final, out_dir, {**extra, "finetune": final.report})
+
+
+@dataclass
+class Finetuned:
+    """One fine-tuned encoder + head (a member, or the soup of the members), scored on validation."""
+
+    cfg: FinetuneConfig
+    bert: object
+    result: TrainResult
+    x_val: np.ndarray
+    report: dict
+
+
+def _save(result: TrainResult, val: list, hand_rows: np.ndarray, x_val: np.ndarray, tuned: Finetuned | None,
+          out_dir: str | Path, extra: dict) -> TrainResult:
+    """Calibrate the scores on the hand-labelled validation titles, then write the head folder (and the
+    adapters of a fine-tuned encoder; stale ones are removed)."""
+    hand_val = np.flatnonzero(hand_rows)
+    calibration = calibrate_head(result.model, x_val[hand_val], [val[i] for i in hand_val], result.labels)
+    for task, fit in calibration.items():
+        print(f"{task} scores: temperature {fit.temperature} on {fit.n} hand-labelled validation titles, "
+              f"NLL {fit.nll_before} -> {fit.nll_after}, ECE {fit.ece_before} -> {fit.ece_after}")
+    save_head(result, out_dir, extra={**extra, "calibration": {task: asdict(fit) for task, fit in calibration.items()}})
+    adapters = Path(out_dir) / ADAPTER_FILE
+    if tuned is not None:
+        save_adapters(tuned.bert, tuned.cfg, adapters)
     elif adapters.exists():
         adapters.unlink()  # stale adapters would be merged into an encoder this head was not trained with
     return result
 
 
 def _finetune_stage(encoder_dir: str | Path, result: TrainResult, train: list, val: list, hand_sources: set[str],
-                    hand_rows: np.ndarray, fcfg: FinetuneConfig, progress: bool
-                    ) -> tuple[TrainResult, dict, np.ndarray]:
-    """Fine-tune adapters + the trained head; re-score validation and re-choose the title threshold.
-    Also returns the validation embeddings under the fine-tuned encoder."""
-    bert, tokenizer, prefix = load_encoder(encoder_dir)
-    examples = finetune_examples(train, hand_sources, fcfg.n_taxonomy, fcfg.seed)
-    print(f"fine-tuning the encoder (LoRA rank {fcfg.rank}) with the head on {len(examples)} titles")
-    history = finetune(bert, tokenizer, prefix, result.model, result.labels, examples, fcfg, progress)
-    x_val = Embedder(bert, tokenizer, prefix, fcfg.max_tokens).numpy([e.text for e in val])
+                    hand_rows: np.ndarray, fcfg: FinetuneConfig, progress: bool) -> list[Finetuned]:
+    """Fine-tune adapters + a copy of the trained head once per seed (``fcfg.soup_seeds``, else
+    ``fcfg.seed``), each scored on validation with its own title threshold. With several seeds the
+    last entry is their soup (:func:`~jobtitles.train.finetune.soup_adapters`)."""
+    seeds = fcfg.soup_seeds or (fcfg.seed,)
+    members = []
+    for seed in seeds:
+        cfg = replace(fcfg, seed=seed, soup_seeds=())
+        bert, tokenizer, prefix = load_encoder(encoder_dir)
+        head = copy.deepcopy(result.model)
+        examples = finetune_examples(train, hand_sources, cfg.n_taxonomy, cfg.seed)
+        print(f"fine-tuning the encoder (LoRA rank {cfg.rank}, seed {seed}) with the head on {len(examples)} titles")
+        history = finetune(bert, tokenizer, prefix, head, result.labels, examples, cfg, progress)
+        report = {"config": asdict(cfg), "n_examples": len(examples), "history": history}
+        members.append(_scored(cfg, bert, tokenizer, prefix, replace(result, model=head), val, hand_rows, report))
+        if len(seeds) > 1:
+            print(f"member seed {seed}:")
+            print_reports(members[-1].result.val_reports, members[-1].result.title_validation)
+    if len(members) == 1:
+        return members
+    k = len(members)
+    cfg = replace(fcfg, rank=fcfg.rank * k, alpha=fcfg.alpha * k, soup_seeds=tuple(seeds))
+    bert = soup_adapters([copy.deepcopy(m.bert) for m in members])
+    head = soup_heads([copy.deepcopy(m.result.model) for m in members])
+    report = {"config": asdict(cfg), "members": [m.report for m in members],
+              "n_examples": members[0].report["n_examples"]}
+    return members + [_scored(cfg, bert, tokenizer, prefix, replace(result, model=head), val, hand_rows, report)]
+
+
+def _scored(cfg: FinetuneConfig, bert, tokenizer, prefix: str, result: TrainResult, val: list,
+            hand_rows: np.ndarray, report: dict) -> Finetuned:
+    """Embed validation with ``bert``, re-choose the title threshold and score ``result``'s head."""
+    x_val = Embedder(bert, tokenizer, prefix, cfg.max_tokens).numpy([e.text for e in val])
     valid = np.array([e.valid for e in val], dtype=bool)
     threshold, title_validation = fit_title_threshold(result.model, x_val, valid, hand_rows,
                                                       result.config.max_false_reject)
-    updated = replace(result, val_reports=evaluate_head(result.model, x_val, val, result.labels),
-                      title_threshold=threshold, title_validation=title_validation)
-    report = {"config": asdict(fcfg), "n_examples": len(examples), "history": history}
-    return updated, {"bert": bert, "report": report}, x_val
-
+    scored = replace(result, val_reports=evaluate_head(result.model, x_val, val, result.labels),
+                     title_threshold=threshold, title_validation=title_validation)
+    return Finetuned(cfg, bert, scored, x_val, report)
