@@ -38,7 +38,12 @@ def default_cache_dir(environ: dict[str, str] | None = None) -> Path | None:
     if ENV_GRAPH_CACHE in env:
         value = env[ENV_GRAPH_CACHE].strip()
         return None if value.lower() in OFF_VALUES else Path(value).expanduser()
-    base = env.get("XDG_CACHE_HOME") or str(Path("~").expanduser() / ".cache")
+    base = env.get("XDG_CACHE_HOME")
+    if not base:
+        try:
+            base = str(Path("~").expanduser() / ".cache")
+        except RuntimeError:  # no home folder (e.g. a container user without one): no cache
+            return None
     return Path(base) / "jobtitles" / "graphs"
 
 
