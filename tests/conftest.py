@@ -19,6 +19,18 @@ needs_torch = pytest.mark.skipif(not HAS_TORCH, reason="needs the [train] extra 
 needs_shared = pytest.mark.skipif(not SHARED_DATA.exists(), reason=f"reference data not found at {SHARED_DATA}")
 
 
+def write_identity_model(path: Path) -> Path:
+    """A one-node fp32 graph (y = x) with no weights at all, written to ``path``."""
+    import onnx
+
+    x = onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])
+    y = onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])
+    graph = onnx.helper.make_graph([onnx.helper.make_node("Identity", ["x"], ["y"])], "g", [x], [y])
+    path.write_bytes(onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
+                     .SerializeToString())
+    return path
+
+
 @pytest.fixture(scope="session", autouse=True)
 def graph_cache_dir(tmp_path_factory) -> Path:
     """The tests' own graph cache (jobtitles.graph_cache), so that they never write to ~/.cache; the

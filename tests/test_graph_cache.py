@@ -13,7 +13,7 @@ from jobtitles.classifier import Classifier, OnnxSession
 from jobtitles.graph_cache import (GRAPH_FILE, MAX_ENTRIES, WEIGHTS_FILE, GraphCache, GraphKey, default_cache_dir,
                                    resolve_cache_dir)
 
-from conftest import DEV_FILES
+from conftest import DEV_FILES, write_identity_model
 
 TITLES = [json.loads(line)["title"] for line in DEV_FILES[0].read_text(encoding="utf-8").splitlines()[:48]]
 TITLES += ["店长", "Praktikant (m/w/d) Marketing", "Apply now"]
@@ -85,14 +85,7 @@ def test_a_changed_model_file_misses_the_cache(bundle_dir, tmp_path):
 def test_an_entry_records_the_coding_it_holds(tmp_path):
     """A graph with nothing to recode falls back to uint8 x uint8; its entry says so, and a later load
     that asks for int8 weights finds it and reports the coding it really runs."""
-    import onnx
-
-    x = onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])
-    y = onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])
-    graph = onnx.helper.make_graph([onnx.helper.make_node("Identity", ["x"], ["y"])], "g", [x], [y])
-    path = tmp_path / "model.onnx"
-    path.write_bytes(onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
-                     .SerializeToString())
+    path = write_identity_model(tmp_path / "model.onnx")
     cache = GraphCache(tmp_path / "cache")
     first = OnnxSession(path, int8_kernel="u8s8", graph_cache=cache)
     assert (first.int8_kernel, first.source) == ("u8u8", "model, cached")

@@ -13,6 +13,8 @@ from jobtitles.bundle import Bundle
 from jobtitles.classifier import OnnxSession, encode_batch
 from jobtitles.int8_kernels import choose_kernel, cpu_flags, recode_signed_weights
 
+from conftest import write_identity_model
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -99,11 +101,6 @@ def test_recoded_graph_gives_identical_outputs():
 
 
 def test_a_graph_without_int8_weights_keeps_its_coding(tmp_path):
-    x = onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])
-    y = onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])
-    graph = onnx.helper.make_graph([onnx.helper.make_node("Identity", ["x"], ["y"])], "g", [x], [y])
-    path = tmp_path / "model.onnx"
-    path.write_bytes(onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
-                     .SerializeToString())
+    path = write_identity_model(tmp_path / "model.onnx")
     assert recoded(path.read_bytes()) is None
     assert OnnxSession(path, int8_kernel="u8s8").int8_kernel == "u8u8"
