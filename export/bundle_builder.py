@@ -144,13 +144,10 @@ def _rounded(x: float | None, digits: int = 4) -> float | None:
 def _finetune_line(cfg: dict) -> str:
     noise = cfg.get("noise_prob") or 0
     seeds = cfg.get("soup_seeds") or []
-    if seeds:
-        return (f"fine-tuned for this task: the average (a model soup) of {len(seeds)} fine-tunes from the same "
-                f"trained head, seeds {', '.join(map(str, seeds))}, each with LoRA adapters of rank "
-                f"{cfg['rank'] // len(seeds)}, merged"
-                + (f"; {noise:.0%} of the titles per step written with posting noise: places, employers, shifts, "
-                   "perks" if noise else "") + ").")
-    return (f"fine-tuned for this task (LoRA adapters of rank {cfg['rank']}, merged"
+    adapters = (f"the average (a model soup) of {len(seeds)} fine-tunes from the same trained head, seeds "
+                f"{', '.join(map(str, seeds))}, each with LoRA adapters of rank {cfg['rank'] // len(seeds)}"
+                if seeds else f"LoRA adapters of rank {cfg['rank']}")
+    return (f"fine-tuned for this task ({adapters}, merged"
             + (f"; {noise:.0%} of the titles per step written with posting noise: places, employers, shifts, perks"
                if noise else "") + ").")
 

@@ -121,7 +121,11 @@ def test_a_soup_of_adapters_applies_the_mean_update_and_saves_like_any_adapter(t
     for m in merged:
         merge_adapters(m)
     want = {k: (merged[0].state_dict()[k] + merged[1].state_dict()[k]) / 2 for k in merged[0].state_dict()}
-    soup = soup_adapters([copy.deepcopy(m) for m in members])
+    before = [copy.deepcopy(m.state_dict()) for m in members]
+    soup = soup_adapters(members)
+    for m, state in zip(members, before):  # the members stay as they were
+        assert m.state_dict().keys() == state.keys()
+        assert all(torch.equal(m.state_dict()[k], v) for k, v in state.items())
     cfg = FinetuneConfig(rank=4, alpha=8, seed=1, soup_seeds=(1, 2))
     save_adapters(soup, cfg, tmp_path / "soup.pt")
     merge_adapters(soup)

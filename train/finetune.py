@@ -11,6 +11,7 @@ are committed beside the head and a fresh clone rebuilds the bundle from the reg
 
 from __future__ import annotations
 
+import copy
 import math
 import random
 import time
@@ -113,7 +114,8 @@ def merge_adapters(bert: nn.Module) -> int:
 
 
 def soup_adapters(berts: list[nn.Module]) -> nn.Module:
-    """Average the adapter updates of several fine-tunes of one encoder into the first of them.
+    """Average the adapter updates of several fine-tunes of one encoder into a copy of the first of
+    them (the members stay as they are; a single member is returned itself).
 
     Each member's update is ``scale · B_i A_i``; stacking the ``A_i`` and the ``B_i / k`` gives one
     adapter of rank ``k · r`` whose update is their mean, so the soup is saved, loaded and merged like
@@ -124,7 +126,8 @@ def soup_adapters(berts: list[nn.Module]) -> nn.Module:
     k = len(berts)
     if k == 1:
         return berts[0]
-    for targets in zip(*(list(_targets(b)) for b in berts)):
+    soup_bert = copy.deepcopy(berts[0])
+    for targets in zip(*(list(_targets(b)) for b in [soup_bert, *berts[1:]])):
         layers = [getattr(parent, attr) for parent, attr in targets]
         if not all(isinstance(layer, LoRALinear) for layer in layers):
             raise ValueError("every member needs adapters on the same layers")
@@ -136,18 +139,20 @@ def soup_adapters(berts: list[nn.Module]) -> nn.Module:
             soup.B.copy_(torch.cat([layer.B / k for layer in layers], dim=1))
         parent, attr = targets[0]
         setattr(parent, attr, soup)
-    return berts[0]
+    return soup_bert
 
 
 def soup_heads(heads: list[MultiTaskHead]) -> MultiTaskHead:
-    """The parameter-wise mean of heads fine-tuned from one starting head, loaded into the first."""
+    """The parameter-wise mean of heads fine-tuned from one starting head, as a new head (a single
+    head is returned itself)."""
     if len(heads) == 1:
         return heads[0]
     states = [h.state_dict() for h in heads]
     mean = {k: (torch.stack([s[k].float() for s in states]).mean(0).to(v.dtype) if v.is_floating_point() else v)
             for k, v in states[0].items()}
-    heads[0].load_state_dict(mean)
-    return heads[0]
+    soup = copy.deepcopy(heads[0])
+    soup.load_state_dict(mean)
+    return soup
 
 
 def save_adapters(bert: nn.Module, cfg: FinetuneConfig, path: str | Path) -> Path:

@@ -137,8 +137,8 @@ def _finetune_stage(encoder_dir: str | Path, result: TrainResult, train: list, v
         return members
     k = len(members)
     cfg = replace(fcfg, rank=fcfg.rank * k, alpha=fcfg.alpha * k, soup_seeds=tuple(seeds))
-    bert = soup_adapters([copy.deepcopy(m.bert) for m in members])
-    head = soup_heads([copy.deepcopy(m.result.model) for m in members])
+    bert = soup_adapters([m.bert for m in members])  # new modules: the members stay as trained
+    head = soup_heads([m.result.model for m in members])
     report = {"config": asdict(cfg), "members": [m.report for m in members],
               "n_examples": members[0].report["n_examples"]}
     return members + [_scored(cfg, bert, tokenizer, prefix, replace(result, model=head), val, hand_rows, report)]
