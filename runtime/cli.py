@@ -110,8 +110,12 @@ def classify(source, input_format, field_name, column, output_format, output, ke
                    "size and speed stay the same). Default: one fine-tune with --seed.")
 @click.option("--members-out", type=click.Path(file_okay=False), default=None,
               help="With --finetune-seeds: also write each member's head folder here (seed-N), for comparison.")
+@click.option("--finetune-vocab", type=click.Path(dir_okay=False), default="", metavar="FILE",
+              help="Fine-tune on this trimmed vocabulary's tokens (a `jobtitles trim-vocab` file, e.g. "
+                   "models/vocab/multilingual-e5-small.keep.json), the sequences the exported bundle sees. "
+                   "Default: the full vocabulary.")
 def train(encoder, out, shared, cache, levels, areas, seed, finetune, finetune_epochs, finetune_rank,
-          finetune_noise, finetune_seeds, members_out) -> None:
+          finetune_noise, finetune_seeds, members_out, finetune_vocab) -> None:
     """Train the classification head, then fine-tune encoder adapters with it (needs the [train] extra)."""
     _require_train()
     from jobtitles.train.finetune import FinetuneConfig
@@ -124,10 +128,13 @@ def train(encoder, out, shared, cache, levels, areas, seed, finetune, finetune_e
     except ValueError as exc:
         raise click.BadParameter(f"{finetune_seeds!r}: give whole numbers separated by commas, e.g. 13,14",
                                  param_hint="--finetune-seeds") from exc
+    if finetune_vocab and not Path(finetune_vocab).is_file():
+        raise click.BadParameter(f"{finetune_vocab}: no such file (made by `jobtitles trim-vocab`)",
+                                 param_hint="--finetune-vocab")
     enc = _ensure_encoder(Path(encoder))
     fcfg = FinetuneConfig(rank=finetune_rank, alpha=2.0 * finetune_rank, epochs=finetune_epochs,
                           seed=seeds[0] if len(seeds) == 1 else seed, noise_prob=finetune_noise,
-                          soup_seeds=seeds if len(seeds) > 1 else ()) if finetune else None
+                          soup_seeds=seeds if len(seeds) > 1 else (), vocab=finetune_vocab) if finetune else None
     run_training(enc, out, cache, shared_dir=shared, levels_file=levels or TAXONOMY_DIR / "levels.json",
                  areas_file=areas or TAXONOMY_DIR / "areas.json", cfg=TrainConfig(seed=seed), finetune_cfg=fcfg,
                  members_dir=members_out)

@@ -12,6 +12,7 @@ are committed beside the head and a fresh clone rebuilds the bundle from the reg
 from __future__ import annotations
 
 import copy
+import json
 import math
 import random
 import time
@@ -23,6 +24,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from jobtitles.export.vocab_trim import VocabSubset, trimmed_tokenizer_json
 from jobtitles.train.augment import NoiseAugmenter
 from jobtitles.train.data import Example
 from jobtitles.train.model import MultiTaskHead
@@ -54,6 +56,9 @@ class FinetuneConfig:
     # More than one seed: fine-tune once per seed from the same trained head and average the results
     # (:func:`soup_adapters`, :func:`soup_heads`); the saved adapters then have rank ``rank × len(soup_seeds)``.
     soup_seeds: tuple[int, ...] = ()
+    # A vocabulary keep file (export/vocab_trim.py): fine-tune on the trimmed tokenizer's pieces, i.e. on
+    # exactly the token sequences the exported bundle will see; "" = the encoder's full vocabulary.
+    vocab: str = ""
 
     @property
     def member_rank(self) -> int:
@@ -197,15 +202,52 @@ class Embedder:
         return np.concatenate(out) if out else np.zeros((0, self.bert.config.hidden_size), np.float32)
 
 
-def load_encoder(encoder_dir: str | Path):
-    """The SentenceTransformers folder's BERT (eager attention, as exported), its tokenizer and query prefix."""
+class SubsetTokenizer:
+    """The trimmed tokenizer of a vocabulary subset, giving the full encoder's piece ids.
+
+    A trimmed vocabulary segments some words differently (a removed piece is spelled with smaller
+    ones), so the bundle sees other token sequences than an encoder fine-tuned on the full
+    vocabulary. Fine-tuning through this tokenizer trains on the bundle's own sequences while the
+    encoder keeps its full embedding table (the export then keeps only the subset's rows).
+    Called like a Hugging Face tokenizer with ``padding=True, return_tensors="pt"``.
+    """
+
+    def __init__(self, tokenizer_json: str | Path, subset: VocabSubset, pad_id: int = 1) -> None:
+        from tokenizers import Tokenizer
+
+        self._tok = Tokenizer.from_str(json.dumps(trimmed_tokenizer_json(tokenizer_json, subset)))
+        self._tok.no_padding()
+        self._old_ids = torch.tensor(subset.keep_ids, dtype=torch.long)
+        self.pad_id = pad_id
+
+    def __call__(self, texts: list[str], padding: bool = True, truncation: bool = True, max_length: int = 512,
+                 return_tensors: str = "pt") -> dict[str, torch.Tensor]:
+        if truncation:
+            self._tok.enable_truncation(max_length)
+        else:
+            self._tok.no_truncation()
+        encs = self._tok.encode_batch(list(texts))
+        width = max((len(e.ids) for e in encs), default=0)
+        ids = torch.full((len(encs), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(encs), width), dtype=torch.long)
+        for row, enc in enumerate(encs):
+            ids[row, : len(enc.ids)] = self._old_ids[torch.tensor(enc.ids, dtype=torch.long)]
+            mask[row, : len(enc.ids)] = 1
+        return {"input_ids": ids, "attention_mask": mask}
+
+
+def load_encoder(encoder_dir: str | Path, vocab: str | Path = ""):
+    """The SentenceTransformers folder's BERT (eager attention, as exported), its tokenizer and query prefix.
+    With ``vocab`` (a keep file), the tokenizer is that subset's :class:`SubsetTokenizer`."""
     from sentence_transformers import SentenceTransformer
 
     st = SentenceTransformer(str(encoder_dir), device="cpu")
     bert = st[0].auto_model
     bert.set_attn_implementation("eager")
     prefix = (getattr(st, "prompts", None) or {}).get("query", "")
-    return bert, st.tokenizer, prefix
+    if not vocab:
+        return bert, st.tokenizer, prefix
+    return bert, SubsetTokenizer(Path(encoder_dir) / "tokenizer.json", VocabSubset.load(vocab)), prefix
 
 
 def finetune_examples(train: list[Example], hand_sources: set[str], n_taxonomy: int, seed: int) -> list[Example]:

@@ -123,7 +123,7 @@ def _finetune_stage(encoder_dir: str | Path, result: TrainResult, train: list, v
     members = []
     for seed in seeds:
         cfg = replace(fcfg, seed=seed, soup_seeds=())
-        bert, tokenizer, prefix = load_encoder(encoder_dir)
+        bert, tokenizer, prefix = load_encoder(encoder_dir, cfg.vocab)
         head = copy.deepcopy(result.model)
         examples = finetune_examples(train, hand_sources, cfg.n_taxonomy, cfg.seed)
         print(f"fine-tuning the encoder (LoRA rank {cfg.rank}, seed {seed}) with the head on {len(examples)} titles")
