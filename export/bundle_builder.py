@@ -147,9 +147,12 @@ def _finetune_line(cfg: dict) -> str:
     adapters = (f"the average (a model soup) of {len(seeds)} fine-tunes from the same trained head, seeds "
                 f"{', '.join(map(str, seeds))}, each with LoRA adapters of rank {cfg['rank'] // len(seeds)}"
                 if seeds else f"LoRA adapters of rank {cfg['rank']}")
+    vocab = cfg.get("vocab") or ""
     return (f"fine-tuned for this task ({adapters}, merged"
             + (f"; {noise:.0%} of the titles per step written with posting noise: places, employers, shifts, perks"
-               if noise else "") + ").")
+               if noise else "")
+            + (f"; trained on the token sequences of the trimmed vocabulary `{Path(vocab).name}`" if vocab else "")
+            + ").")
 
 
 def _model_card(manifest: dict) -> str:

@@ -53,6 +53,19 @@ def test_model_card_written_beside_the_bundle(bundle_dir):
     assert "Parity" in card and "Training data" in card
 
 
+@needs_torch
+def test_the_model_card_says_how_the_encoder_was_fine_tuned():
+    from jobtitles.export.bundle_builder import _finetune_line
+
+    plain = _finetune_line({"rank": 8, "noise_prob": 0.3, "soup_seeds": [], "vocab": ""})
+    assert "LoRA adapters of rank 8" in plain and "30% of the titles" in plain and "vocabulary" not in plain
+    soup = _finetune_line({"rank": 16, "noise_prob": 0, "soup_seeds": [13, 14],
+                           "vocab": "models/vocab/multilingual-e5-small.keep.json"})
+    assert "2 fine-tunes" in soup and "rank 8" in soup and "noise" not in soup
+    assert "trimmed vocabulary `multilingual-e5-small.keep.json`" in soup
+    assert "vocabulary" not in _finetune_line({"rank": 8})  # adapters saved before the option existed
+
+
 def test_bundle_files_match_the_manifest_and_the_committed_head(bundle_dir):
     m = json.loads((bundle_dir / "manifest.json").read_text())
     for name, digest in m["files"].items():
