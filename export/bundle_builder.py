@@ -121,11 +121,14 @@ def calibration_batches(tokenizer_path: Path, prefix: str, texts: list[str], bat
             for ids, mask in _encoded_batches(tokenizer_path, prefix, texts, batch_size)]
 
 
-def calibration_titles(exclude: set[str], n: int = N_CALIBRATION) -> list[str]:
-    """An even sample of the hand-labelled training titles (never the parity / dev titles)."""
+def calibration_titles(exclude: set[str], n: int = N_CALIBRATION, sources: set[str] | None = None) -> list[str]:
+    """An even sample of the hand-labelled training titles (never the parity / dev titles). With
+    ``sources`` (the head's training sources), only those files count, so that training files added
+    after the head was trained do not change its export."""
     from jobtitles.train.data import hand_examples
 
-    texts = [e.text for e in hand_examples() if e.text and e.text not in exclude]
+    texts = [e.text for e in hand_examples() if e.text and e.text not in exclude
+             and (sources is None or e.source in sources)]
     step = max(1, len(texts) // n)
     return texts[::step][:n]
 
@@ -224,7 +227,9 @@ def build_bundle(encoder_dir: str | Path, head_dir: str | Path, out_dir: str | P
         else:
             shutil.copy(encoder_dir / TOKENIZER_FILE, tmp_out / TOKENIZER_FILE)
         held_out = set(titles) | set(report.get("heldout_non_titles", []))
-        calibration = calibration_batches(tmp_out / TOKENIZER_FILE, prefix, calibration_titles(held_out))
+        trained_on = set((report.get("data") or {}).get("train") or {}) or None
+        calibration = calibration_batches(tmp_out / TOKENIZER_FILE, prefix, calibration_titles(held_out,
+                                                                                             sources=trained_on))
         with tempfile.TemporaryDirectory() as tmp:
             fp32 = export_fp32(module, Path(tmp) / "fp32.onnx")
             if subset is not None:

@@ -66,6 +66,17 @@ def test_the_model_card_says_how_the_encoder_was_fine_tuned():
     assert "vocabulary" not in _finetune_line({"rank": 8})  # adapters saved before the option existed
 
 
+@needs_torch
+def test_quantization_calibration_reads_only_the_files_the_head_was_trained_on():
+    """Training files added after a head was trained must not change that head's export."""
+    from jobtitles.export.bundle_builder import calibration_titles
+
+    every = calibration_titles(set(), n=10**6)
+    one = calibration_titles(set(), n=10**6, sources={"postings_en_a"})
+    assert one and set(one) < set(every)
+    assert calibration_titles(set(one), n=10**6, sources={"postings_en_a"}) == []
+
+
 def test_bundle_files_match_the_manifest_and_the_committed_head(bundle_dir):
     m = json.loads((bundle_dir / "manifest.json").read_text())
     for name, digest in m["files"].items():
