@@ -128,9 +128,7 @@ def train(encoder, out, shared, cache, levels, areas, seed, finetune, finetune_e
     except ValueError as exc:
         raise click.BadParameter(f"{finetune_seeds!r}: give whole numbers separated by commas, e.g. 13,14",
                                  param_hint="--finetune-seeds") from exc
-    if finetune_vocab and not Path(finetune_vocab).is_file():
-        raise click.BadParameter(f"{finetune_vocab}: no such file (made by `jobtitles trim-vocab`)",
-                                 param_hint="--finetune-vocab")
+    _check_vocab_file(finetune_vocab, "--finetune-vocab")
     enc = _ensure_encoder(Path(encoder))
     fcfg = FinetuneConfig(rank=finetune_rank, alpha=2.0 * finetune_rank, epochs=finetune_epochs,
                           seed=seeds[0] if len(seeds) == 1 else seed, noise_prob=finetune_noise,
@@ -165,9 +163,7 @@ def export(encoder, head, out, vocab, if_missing, fp32, compare_with) -> None:
     _require_train()
     from jobtitles.export.bundle_builder import build_bundle
 
-    if vocab and not Path(vocab).is_file():
-        raise click.UsageError(f"vocabulary file {vocab} not found: pass --vocab PATH (made by `jobtitles "
-                               "trim-vocab`), or --vocab '' to keep the encoder's full vocabulary")
+    _check_vocab_file(vocab, "--vocab")
     enc = _ensure_encoder(Path(encoder))
     manifest = build_bundle(enc, head, out, vocab=vocab or None, quantize=not fp32)
     par = manifest["parity"]
@@ -396,5 +392,13 @@ def _ensure_encoder(path: Path) -> Path:
     return path
 
 
+def _check_vocab_file(path: str, option: str) -> None:
+    """A vocabulary keep file given to ``option`` must exist ('' means the full vocabulary)."""
+    if path and not Path(path).is_file():
+        raise click.UsageError(f"vocabulary file {path} not found: pass {option} PATH (made by `jobtitles "
+                               f"trim-vocab`), or {option} '' to keep the encoder's full vocabulary")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main(prog_name=os.path.basename(sys.argv[0]))
+

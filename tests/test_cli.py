@@ -140,3 +140,14 @@ def test_evaluate_prints_model_and_baseline(bundle_dir, tmp_path):
         # the shipped bundle's scores are temperature-scaled: 0.020 / 0.022 in README.md (0.119 / 0.060 before)
         assert cal["n"] > 600 and 0 <= cal["ece"] < 0.05 and 0.5 < cal["mean_score"] <= 1, task
     assert "expected calibration error" in text
+
+
+@pytest.mark.parametrize("args", [["train", "--finetune-vocab", "/no/such/keep.json"],
+                                  ["export", "--vocab", "/no/such/keep.json", "--out", "/no/such/bundle"]],
+                         ids=["train", "export"])
+def test_a_missing_vocabulary_file_is_a_usage_error_that_says_what_to_pass(args):
+    pytest.importorskip("torch")
+    res = run(args)
+    assert res.returncode == 2
+    option = args[1]
+    assert f"vocabulary file /no/such/keep.json not found: pass {option} PATH" in res.stderr.decode()
