@@ -110,10 +110,11 @@ def classify(source, input_format, field_name, column, output_format, output, ke
                    "size and speed stay the same). Default: one fine-tune with --seed.")
 @click.option("--members-out", type=click.Path(file_okay=False), default=None,
               help="With --finetune-seeds: also write each member's head folder here (seed-N), for comparison.")
-@click.option("--finetune-vocab", type=click.Path(dir_okay=False), default="", metavar="FILE",
-              help="Fine-tune on this trimmed vocabulary's tokens (a `jobtitles trim-vocab` file, e.g. "
-                   "models/vocab/multilingual-e5-small.keep.json), the sequences the exported bundle sees. "
-                   "Default: the full vocabulary.")
+@click.option("--finetune-vocab", type=click.Path(dir_okay=False), default=str(DEFAULT_VOCAB), show_default=True,
+              metavar="FILE",
+              help="Fine-tune on this trimmed vocabulary's tokens (a `jobtitles trim-vocab` file; the default is "
+                   "the one `jobtitles export` keeps), the sequences the exported bundle sees: +0.8 and +0.5 points "
+                   "on the mean dev accuracy in two paired runs (README, Accuracy). '' = the full vocabulary.")
 def train(encoder, out, shared, cache, levels, areas, seed, finetune, finetune_epochs, finetune_rank,
           finetune_noise, finetune_seeds, members_out, finetune_vocab) -> None:
     """Train the classification head, then fine-tune encoder adapters with it (needs the [train] extra)."""
