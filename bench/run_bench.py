@@ -253,11 +253,12 @@ def encoder_flops_per_title(bundle: str, titles: list[str]) -> dict:
     tok = Tokenizer.from_file(str(b.tokenizer_path))
     lengths = [len(e.ids) for e in tok.encode_batch([b.query_prefix + t for t in titles])]
     mean_tokens = sum(lengths) / len(lengths)
-    h, ffn, layers = 384, 1536, 12
+    shape = b.manifest.get("encoder", {}).get("shape") or {}  # bundles before 6 Dec 2026: e5-small's shape
+    h, ffn, layers = shape.get("hidden", 384), shape.get("intermediate", 1536), shape.get("layers", 12)
     per_token_matmul = 2 * layers * (4 * h * h + 2 * h * ffn)
     attention = 2 * layers * 2 * mean_tokens * mean_tokens * h
     flops = per_token_matmul * mean_tokens + attention
-    return {"mean_tokens": round(mean_tokens, 2), "gflop_per_title": round(flops / 1e9, 4)}
+    return {"mean_tokens": round(mean_tokens, 2), "layers": layers, "gflop_per_title": round(flops / 1e9, 4)}
 
 
 def run_worker_process(pipeline: str, titles_file: Path, args, env: dict[str, str], cold_only: bool = False) -> dict:

@@ -201,6 +201,12 @@ def _model_card(manifest: dict) -> str:
     return "\n".join(lines)
 
 
+def encoder_shape(config) -> dict[str, int]:
+    """The transformer's size (layers, widths), for FLOP counts of the bundle without its weights."""
+    return {"layers": int(config.num_hidden_layers), "hidden": int(config.hidden_size),
+            "intermediate": int(config.intermediate_size)}
+
+
 def build_bundle(encoder_dir: str | Path, head_dir: str | Path, out_dir: str | Path,
                  parity_titles: list[str] | None = None, bundle_version: str | None = None,
                  vocab: str | Path | None = None, embedding_bits: int = 4, quantize: bool = True) -> dict:
@@ -255,6 +261,7 @@ def build_bundle(encoder_dir: str | Path, head_dir: str | Path, out_dir: str | P
                 "source": enc_meta.get("source"),
                 "source_sha256": enc_meta.get("source_sha256"),
                 "fingerprint": encoder_fingerprint(encoder_dir),
+                "shape": encoder_shape(module.encoder.config),
                 "finetuned_adapters": ({"file": ADAPTER_FILE, "sha256": sha256_file(adapters),
                                         "config": (report.get("finetune") or {}).get("config")} if adapters else None),
                 "query_prefix": prefix,

@@ -67,6 +67,32 @@ def test_the_model_card_says_how_the_encoder_was_fine_tuned():
 
 
 @needs_torch
+def test_encoder_flops_follow_the_shape_the_manifest_records(bundle_dir, tmp_path):
+    """bench/run_bench.py counts FLOPs from the bundle's encoder shape (a 6-layer encoder: half the MatMuls)."""
+    from types import SimpleNamespace
+
+    from jobtitles.export.bundle_builder import encoder_shape
+
+    sys.path.insert(0, str(REPO / "bench"))
+    from run_bench import encoder_flops_per_title
+
+    six = encoder_shape(SimpleNamespace(num_hidden_layers=6, hidden_size=384, intermediate_size=1536))
+    assert six == {"layers": 6, "hidden": 384, "intermediate": 1536}
+    flops = {}
+    for layers in (6, 12):
+        folder = tmp_path / str(layers)
+        folder.mkdir()
+        for name in ("model.onnx", "tokenizer.json", "labels.json"):
+            (folder / name).symlink_to(bundle_dir / name)
+        manifest = json.loads((bundle_dir / "manifest.json").read_text(encoding="utf-8"))
+        manifest["encoder"]["shape"] = {**six, "layers": layers}
+        (folder / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+        flops[layers] = encoder_flops_per_title(str(folder), ["Nurse", "Senior Data Engineer"])
+    assert flops[6]["layers"] == 6 and flops[12]["layers"] == 12
+    assert flops[6]["gflop_per_title"] == pytest.approx(flops[12]["gflop_per_title"] / 2, rel=1e-3)
+
+
+@needs_torch
 def test_quantization_calibration_reads_only_the_files_the_head_was_trained_on():
     """Training files added after a head was trained must not change that head's export."""
     from jobtitles.export.bundle_builder import calibration_titles
