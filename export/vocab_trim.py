@@ -83,6 +83,10 @@ def trimmed_tokenizer_json(tokenizer_path: str | Path, subset: VocabSubset) -> d
     spec = json.loads(Path(tokenizer_path).read_text(encoding="utf-8"))
     remap = {old: new for new, old in enumerate(subset.keep_ids)}
     vocab = spec["model"]["vocab"]
+    if len(vocab) != subset.n_original:
+        raise ValueError(f"the vocabulary keep file was made for a tokenizer of {subset.n_original} pieces, but "
+                         f"{tokenizer_path} has {len(vocab)}: make one for this encoder with `jobtitles trim-vocab`, "
+                         "or pass '' (--vocab '' to export, --finetune-vocab '' to train) for the full vocabulary")
     spec["model"]["vocab"] = [[vocab[i][0], _f32(vocab[i][1])] for i in subset.keep_ids]
     spec["model"]["unk_id"] = remap[spec["model"]["unk_id"]]
     for t in spec.get("added_tokens", []):

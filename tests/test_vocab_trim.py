@@ -54,6 +54,14 @@ def test_the_trimmed_tokenizer_spells_removed_pieces_and_leaves_the_rest(tokeniz
     assert check_unchanged(tokenizer_json, spec, ["nurse", "nights", "florida", "welder"], prefix="") == 0.5
 
 
+def test_a_keep_file_made_for_another_vocabulary_is_refused(tokenizer_json):
+    """Another encoder's tokenizer (``--encoder`` with the default keep file) must not be trimmed by wrong ids."""
+    subset = build_subset(tokenizer_json, ["nurse"], prefix="")
+    other = VocabSubset(subset.keep_ids, subset.n_original + 1000, subset.summary)
+    with pytest.raises(ValueError, match="--finetune-vocab ''"):
+        trimmed_tokenizer_json(tokenizer_json, other)
+
+
 @needs_torch
 def test_the_fine_tuning_tokenizer_gives_the_full_encoders_ids_of_the_trimmed_pieces(tokenizer_json):
     from jobtitles.train.finetune import SubsetTokenizer
