@@ -17,28 +17,10 @@ import argparse
 import json
 import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run_bench import cpu_info, load_titles  # noqa: E402
-
-
-def titles_per_second(clf, titles: list[str]) -> float:
-    """Unique titles classified per second in one batch call."""
-    started = time.perf_counter()
-    clf.predict(titles)
-    return len(titles) / (time.perf_counter() - started)
-
-
-def p50_latency_ms(clf, titles: list[str]) -> float:
-    """Median latency of classifying each title alone, in milliseconds."""
-    times = []
-    for title in titles:
-        started = time.perf_counter()
-        clf.predict([title])
-        times.append((time.perf_counter() - started) * 1000)
-    return statistics.median(times)
+from run_bench import cpu_info, load_titles, single_title_latencies_ms, titles_per_second  # noqa: E402
 
 
 def compare(models: list[str], titles: list[str], rounds: int, latency_titles: int) -> list[dict]:
@@ -52,8 +34,8 @@ def compare(models: list[str], titles: list[str], rounds: int, latency_titles: i
     p50s: list[list[float]] = [[] for _ in models]
     for r in range(rounds):
         for i, clf in enumerate(clfs):
-            rates[i].append(titles_per_second(clf, titles))
-            p50s[i].append(p50_latency_ms(clf, titles[:latency_titles]))
+            rates[i].append(titles_per_second(clf.predict, titles))
+            p50s[i].append(statistics.median(single_title_latencies_ms(clf.predict, titles[:latency_titles])))
         print(f"round {r + 1}: " + ", ".join(f"{x[-1]:.0f}" for x in rates) + " titles/s", file=sys.stderr)
     rows = []
     for i, (model, clf) in enumerate(zip(models, clfs)):

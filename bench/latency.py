@@ -12,8 +12,11 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import time
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run_bench import single_title_latencies_ms  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -24,12 +27,7 @@ def latencies(threads: int, titles: list[str]) -> tuple[float, float]:
     clf = Classifier.load(threads=threads or None, cache_size=0)
     for title in titles[:20]:
         clf.predict([title])
-    lat = []
-    for title in titles:
-        started = time.perf_counter()
-        clf.predict([title])
-        lat.append((time.perf_counter() - started) * 1000)
-    lat.sort()
+    lat = single_title_latencies_ms(clf.predict, titles)
     return lat[len(lat) // 2], lat[int(len(lat) * 0.99) - 1]
 
 

@@ -47,6 +47,23 @@ def cpu_info() -> dict:
     return {"cpu_model": model, "cpu_int8_features": [f for f in wanted if f in flags]}
 
 
+def titles_per_second(predict, titles: list[str]) -> float:
+    """Titles per second of one ``predict(titles)`` call."""
+    started = time.perf_counter()
+    predict(titles)
+    return len(titles) / (time.perf_counter() - started)
+
+
+def single_title_latencies_ms(predict, titles: list[str]) -> list[float]:
+    """Each title classified alone (``predict([title])``): the latencies in milliseconds, sorted."""
+    lat = []
+    for title in titles:
+        started = time.perf_counter()
+        predict([title])
+        lat.append((time.perf_counter() - started) * 1000)
+    return sorted(lat)
+
+
 def load_titles(n: int, seed: int = 0) -> list[str]:
     """Real posting titles (the seed sample when present, else the repo's hand-labelled titles)."""
     titles: list[str] = []
@@ -117,20 +134,13 @@ def _worker(pipeline: str, titles_path: str, runs: int, launched: float, bundle:
         rates = []
         for _ in range(runs):
             clear()
-            t = time.perf_counter()
-            predict(texts)
-            rates.append(len(texts) / (time.perf_counter() - t))
+            rates.append(titles_per_second(predict, texts))
         return rates
 
     unique_rates = throughput(unique)
     stream_rates = throughput(stream)
     clear()
-    lat = []
-    for title in unique[:300]:
-        t = time.perf_counter()
-        predict([title + " "])  # a fresh string each time
-        lat.append((time.perf_counter() - t) * 1000)
-    lat.sort()
+    lat = single_title_latencies_ms(predict, [title + " " for title in unique[:300]])  # strings not yet cached
     return {
         "pipeline": pipeline,
         "cold_start_s": round(cold, 3),
@@ -233,11 +243,7 @@ def sweep(bundle: str, titles: list[str], batch_sizes=(8, 16, 32, 64, 128), thre
         for bs in batch_sizes:
             clf = Classifier.load(bundle, threads=th, batch_size=bs, cache_size=0)
             clf.predict(titles[:64])
-            rates = []
-            for _ in range(3):
-                t = time.perf_counter()
-                clf.predict(titles)
-                rates.append(len(titles) / (time.perf_counter() - t))
+            rates = [titles_per_second(clf.predict, titles) for _ in range(3)]
             rows.append({"threads": th, "batch_size": bs, "titles_per_s": round(statistics.median(rates), 1)})
             print(f"threads {th} batch {bs:4d}: {rows[-1]['titles_per_s']} titles/s", file=sys.stderr)
     return rows

@@ -402,4 +402,3 @@ def _check_vocab_file(path: str, option: str) -> None:
 
 if __name__ == "__main__":  # pragma: no cover
     main(prog_name=os.path.basename(sys.argv[0]))
-
