@@ -360,12 +360,14 @@ def agreement(gold_files, second_file) -> None:
 @click.option("--json-out", type=click.Path(dir_okay=False), default=None, help="Write all figures as JSON.")
 @click.option("--plot", type=click.Path(dir_okay=False), default=None,
               help="Write the level and area confusion matrices to this PNG (needs matplotlib).")
-def evaluate(gold_files, model, baseline, json_out, plot) -> None:
+@click.option("--compare", type=click.Path(file_okay=False, exists=True), default=None, metavar="BUNDLE",
+              help="A second bundle: paired comparison with --model on the same titles (bootstrap intervals).")
+def evaluate(gold_files, model, baseline, json_out, plot, compare) -> None:
     """Score a bundle (and the keyword-rule baseline) on hand-labelled titles."""
     from jobtitles.evaluation import evaluate_files
 
     try:
-        text, _ = evaluate_files(list(gold_files), model, baseline, json_out, plot)
+        text, _ = evaluate_files(list(gold_files), model, baseline, json_out, plot, compare)
     except (BundleError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(text)

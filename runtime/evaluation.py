@@ -65,6 +65,76 @@ def _score(gold: list[GoldRecord], level_pred: list[str | None], area_pred: list
     return SystemScores(level, area, inv_recall, false_reject, len(invalid))
 
 
+@dataclass(frozen=True)
+class PairedFigure:
+    """One accuracy of bundle A and bundle B on the same titles, with a bootstrap interval of B − A."""
+
+    name: str
+    a: float
+    b: float
+    low: float  # 2.5th percentile of B − A over the resamples
+    high: float  # 97.5th percentile
+    gained: int  # titles B gets right and A wrong
+    lost: int  # titles A gets right and B wrong
+
+    @property
+    def diff(self) -> float:
+        return self.b - self.a
+
+
+def correctness(gold: list[GoldRecord], preds: list[Prediction]) -> tuple[np.ndarray, np.ndarray]:
+    """Per valid gold title: whether the level and the area are right (as ``evaluate`` counts them:
+    a wrongly rejected title is wrong, an acceptable alternative area is right)."""
+    pairs = [(p.valid and p.level == g.level, p.valid and g.accepts_area(p.area))
+             for g, p in zip(gold, preds) if g.valid]
+    arr = np.array(pairs, dtype=bool).reshape(-1, 2)
+    return arr[:, 0], arr[:, 1]
+
+
+def paired_comparison(gold: list[GoldRecord], preds_a: list[Prediction], preds_b: list[Prediction],
+                      resamples: int = 2000, seed: int = 0) -> list[PairedFigure]:
+    """Level and area accuracy of two bundles on the English and the other titles, and the mean of
+    those four, with a paired bootstrap: titles are resampled with replacement within each language
+    group, the same draw for both bundles, and the interval is the middle 95 % of B − A."""
+    rng = np.random.default_rng(seed)
+    groups = {"english": [i for i, g in enumerate(gold) if g.language == "en"],
+              "other languages": [i for i, g in enumerate(gold) if g.language != "en"]}
+    figures, diffs_for_mean, a_for_mean, b_for_mean = [], [], [], []
+    for gname, idx in groups.items():
+        sub = [gold[i] for i in idx]
+        if not any(g.valid for g in sub):
+            continue
+        ok_a = correctness(sub, [preds_a[i] for i in idx])
+        ok_b = correctness(sub, [preds_b[i] for i in idx])
+        draw = rng.integers(0, len(ok_a[0]), size=(resamples, len(ok_a[0])))
+        for task, ta, tb in (("level", ok_a[0], ok_b[0]), ("area", ok_a[1], ok_b[1])):
+            boot = tb[draw].mean(axis=1) - ta[draw].mean(axis=1)
+            figures.append(PairedFigure(f"{gname} {task}", float(ta.mean()), float(tb.mean()),
+                                        float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5)),
+                                        int((tb & ~ta).sum()), int((ta & ~tb).sum())))
+            diffs_for_mean.append(boot)
+            a_for_mean.append(float(ta.mean()))
+            b_for_mean.append(float(tb.mean()))
+    if len(diffs_for_mean) > 1:
+        boot = np.mean(diffs_for_mean, axis=0)
+        figures.append(PairedFigure(f"mean of the {len(diffs_for_mean)}", float(np.mean(a_for_mean)),
+                                    float(np.mean(b_for_mean)), float(np.percentile(boot, 2.5)),
+                                    float(np.percentile(boot, 97.5)), sum(f.gained for f in figures),
+                                    sum(f.lost for f in figures)))
+    return figures
+
+
+def format_comparison(figures: list[PairedFigure], version_a: str, version_b: str, resamples: int) -> list[str]:
+    """The comparison as printable lines (differences in points)."""
+    lines = ["", f"paired comparison, B = {version_b} against A = {version_a} (B − A in points; 95 % interval of "
+                 f"{resamples} paired bootstrap resamples of the titles within each language group):",
+             f"  {'figure':24} {'A':>6} {'B':>6} {'B − A':>7} {'95 % interval':>17} {'gained':>7} {'lost':>5}"]
+    for f in figures:
+        lines.append(f"  {f.name:24} {f.a:6.3f} {f.b:6.3f} {100 * f.diff:+7.2f} "
+                     f"{f'[{100 * f.low:+.2f}, {100 * f.high:+.2f}]':>17} {f.gained:7d} {f.lost:5d}")
+    return lines
+
+
 def _rule_predictions(gold: list[GoldRecord]) -> tuple[list, list, list]:
     from jobtitles.cleaning import assess_title
     from jobtitles.train.rules import KeywordRules
@@ -163,8 +233,9 @@ def score_calibration(gold: list[GoldRecord], preds: list[Prediction]) -> dict[s
 
 
 def evaluate_files(gold_files: list[str], model: str | None, baseline: bool, json_out: str | None,
-                   plot: str | None = None) -> tuple[str, dict]:
-    """Run the evaluation; returns the printable text and the figures as a dict."""
+                   plot: str | None = None, compare: str | None = None) -> tuple[str, dict]:
+    """Run the evaluation; returns the printable text and the figures as a dict. With ``compare`` (a second
+    bundle), also a paired comparison of the two on the same titles (:func:`paired_comparison`)."""
     gold = load_gold(gold_files)
     clf = Classifier.load(model)
     preds = clf.predict([g.title for g in gold])
@@ -208,6 +279,12 @@ def evaluate_files(gold_files: list[str], model: str | None, baseline: bool, jso
     figures["calibration"] = score_calibration(gold, preds)
     lines += [f"{task} scores (accepted titles): mean {c['mean_score']:.3f} vs accuracy {c['accuracy']:.3f}, "
               f"expected calibration error {c['ece']:.3f} (n={c['n']})" for task, c in figures["calibration"].items()]
+    if compare:
+        other = Classifier.load(compare)
+        paired = paired_comparison(gold, preds, other.predict([g.title for g in gold]))
+        figures["comparison"] = {"bundle_b": str(other.bundle.path), "bundle_b_version": other.bundle.version,
+                                 "resamples": 2000, "figures": [dict(vars(f), diff=f.diff) for f in paired]}
+        lines += format_comparison(paired, clf.bundle.version, other.bundle.version, 2000)
     if plot:
         lines.append(f"confusion matrices written to {plot_confusions({'level': mlv, 'area': mar}, plot)}")
     if json_out:

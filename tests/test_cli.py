@@ -118,7 +118,7 @@ def test_version_and_help():
 def test_evaluate_prints_model_and_baseline(bundle_dir, tmp_path):
     out = tmp_path / "figures.json"
     png = tmp_path / "confusion.png"
-    args = ["evaluate", "--json-out", str(out), "--plot", str(png)]
+    args = ["evaluate", "--json-out", str(out), "--plot", str(png), "--compare", str(bundle_dir)]
     for f in DEV_FILES + [DEV_NONTITLES]:
         args += ["--gold", str(f)]
     res = run(args, b"", bundle_dir)
@@ -128,6 +128,9 @@ def test_evaluate_prints_model_and_baseline(bundle_dir, tmp_path):
     figures = json.loads(out.read_text())
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert figures["groups"]["english"]["model"]["level"]["n"] > 400
+    # --compare with the same bundle: every paired difference is zero
+    assert "paired comparison" in text
+    assert [f["diff"] for f in figures["comparison"]["figures"]] == [0.0] * 5
     # the shipped bundle: a regression guard a little below the figures in README.md
     for group in ("english", "non-english"):
         model, rules = figures["groups"][group]["model"], figures["groups"][group]["rules"]
