@@ -91,15 +91,18 @@ def correctness(gold: list[GoldRecord], preds: list[Prediction]) -> tuple[np.nda
     return arr[:, 0], arr[:, 1]
 
 
+PAIRED_RESAMPLES = 2000  # bootstrap draws behind ``evaluate --compare``'s intervals
+
+
 def paired_comparison(gold: list[GoldRecord], preds_a: list[Prediction], preds_b: list[Prediction],
-                      resamples: int = 2000, seed: int = 0) -> list[PairedFigure]:
+                      resamples: int = PAIRED_RESAMPLES, seed: int = 0) -> list[PairedFigure]:
     """Level and area accuracy of two bundles on the English and the other titles, and the mean of
     those four, with a paired bootstrap: titles are resampled with replacement within each language
     group, the same draw for both bundles, and the interval is the middle 95 % of B − A."""
     rng = np.random.default_rng(seed)
     groups = {"english": [i for i, g in enumerate(gold) if g.language == "en"],
               "other languages": [i for i, g in enumerate(gold) if g.language != "en"]}
-    figures, diffs_for_mean, a_for_mean, b_for_mean = [], [], [], []
+    figures, diffs = [], []
     for gname, idx in groups.items():
         sub = [gold[i] for i in idx]
         if not any(g.valid for g in sub):
@@ -112,13 +115,11 @@ def paired_comparison(gold: list[GoldRecord], preds_a: list[Prediction], preds_b
             figures.append(PairedFigure(f"{gname} {task}", float(ta.mean()), float(tb.mean()),
                                         float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5)),
                                         int((tb & ~ta).sum()), int((ta & ~tb).sum())))
-            diffs_for_mean.append(boot)
-            a_for_mean.append(float(ta.mean()))
-            b_for_mean.append(float(tb.mean()))
-    if len(diffs_for_mean) > 1:
-        boot = np.mean(diffs_for_mean, axis=0)
-        figures.append(PairedFigure(f"mean of the {len(diffs_for_mean)}", float(np.mean(a_for_mean)),
-                                    float(np.mean(b_for_mean)), float(np.percentile(boot, 2.5)),
+            diffs.append(boot)
+    if len(figures) > 1:
+        boot = np.mean(diffs, axis=0)
+        figures.append(PairedFigure(f"mean of the {len(figures)}", float(np.mean([f.a for f in figures])),
+                                    float(np.mean([f.b for f in figures])), float(np.percentile(boot, 2.5)),
                                     float(np.percentile(boot, 97.5)), sum(f.gained for f in figures),
                                     sum(f.lost for f in figures)))
     return figures
@@ -281,10 +282,10 @@ def evaluate_files(gold_files: list[str], model: str | None, baseline: bool, jso
               f"expected calibration error {c['ece']:.3f} (n={c['n']})" for task, c in figures["calibration"].items()]
     if compare:
         other = Classifier.load(compare)
-        paired = paired_comparison(gold, preds, other.predict([g.title for g in gold]))
+        paired = paired_comparison(gold, preds, other.predict([g.title for g in gold]), PAIRED_RESAMPLES)
         figures["comparison"] = {"bundle_b": str(other.bundle.path), "bundle_b_version": other.bundle.version,
-                                 "resamples": 2000, "figures": [dict(vars(f), diff=f.diff) for f in paired]}
-        lines += format_comparison(paired, clf.bundle.version, other.bundle.version, 2000)
+                                 "resamples": PAIRED_RESAMPLES, "figures": [dict(vars(f), diff=f.diff) for f in paired]}
+        lines += format_comparison(paired, clf.bundle.version, other.bundle.version, PAIRED_RESAMPLES)
     if plot:
         lines.append(f"confusion matrices written to {plot_confusions({'level': mlv, 'area': mar}, plot)}")
     if json_out:
