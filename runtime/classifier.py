@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -15,7 +16,10 @@ from jobtitles.bundle import Bundle
 from jobtitles.cleaning import assess_title
 from jobtitles.graph_cache import GraphCache, GraphKey, resolve_cache_dir, save_options
 
-DEFAULT_BATCH_SIZE = 64  # measured: bench/run_bench.py --sweep (2 threads: 644 titles/s at 32, 747 at 64, 678 at 128)
+# Measured: bench/parallelism.py and bench/run_bench.py --sweep (README, "Speed and footprint").
+DEFAULT_BATCH_SIZE = 32
+# The smallest batch worth handing to a second core: an input smaller than threads × this runs on fewer cores.
+MIN_PARALLEL_BATCH = 8
 DEFAULT_TOP_K = 3
 DEFAULT_CACHE_SIZE = 50_000
 
@@ -75,6 +79,23 @@ def encode_batch(tokenizer, texts: Sequence[str], prefix: str, pad_id: int) -> t
     return pad_encodings(tokenizer.encode_batch([prefix + t for t in texts]), pad_id)
 
 
+def available_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def batch_spans(order: np.ndarray, batch_size: int, threads: int) -> list[np.ndarray]:
+    """``order`` (input positions sorted by token count) cut into batches of at most ``batch_size``;
+    an input too small to fill ``threads`` batches is cut into ``threads`` smaller ones (none below
+    :data:`MIN_PARALLEL_BATCH`), so that every core gets work."""
+    n = len(order)
+    size = min(batch_size, max(MIN_PARALLEL_BATCH, -(-n // max(1, threads))))
+    return [order[start : start + size] for start in range(0, n, size)]
+
+
 class OnnxSession:
     """One ONNX Runtime session over a bundle's ``model.onnx`` (reused for every batch).
 
@@ -87,9 +108,11 @@ class OnnxSession:
     # encoder, yet cost about 0.1 s of every cold start; the outputs are identical (tests/test_classifier.py).
     OPTIMIZATION = "ORT_ENABLE_EXTENDED"
 
-    def __init__(self, model_path: Path, threads: int | None = None, optimization: str = OPTIMIZATION,
+    def __init__(self, model_path: Path, intra_op_threads: int = 1, optimization: str = OPTIMIZATION,
                  int8_kernel: str = "auto", graph_cache: GraphCache | None = None, model_sha256: str = "") -> None:
-        """``int8_kernel``: ``"auto"`` recodes the weights as int8 where that is exact and faster (x86
+        """``intra_op_threads``: the threads one ``run`` may use (1: the caller's thread only, so that
+        several runs can go at once on different cores, as :class:`Classifier` does; 0: onnxruntime's
+        default, one per physical core). ``int8_kernel``: ``"auto"`` recodes the weights as int8 where that is exact and faster (x86
         with VNNI, see :mod:`jobtitles.int8_kernels`); ``"u8u8"`` / ``"u8s8"`` force a coding.
         ``model_sha256`` (the manifest's) goes into the cache key beside the file's size and time."""
         import onnxruntime as ort
@@ -99,11 +122,11 @@ class OnnxSession:
         model_path = Path(model_path)
         opts = ort.SessionOptions()
         opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, optimization)
-        if threads:
-            opts.intra_op_num_threads = threads
+        if intra_op_threads:
+            opts.intra_op_num_threads = intra_op_threads
             opts.inter_op_num_threads = 1
-        # Idle worker threads sleep instead of spinning: on a small machine shared with the
-        # caller (an HTTP server, a reader thread, a client) spinning starves everyone else.
+        # Idle worker threads (intra_op_threads != 1) sleep instead of spinning: on a small machine
+        # shared with the caller (an HTTP server, a reader thread, a client) spinning starves everyone else.
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.int8_kernel = choose_kernel(int8_kernel)
         self.source = "model"
@@ -171,6 +194,7 @@ class OnnxSession:
             return self._open(ort, path, opts)
 
     def run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> Scores:
+        """Probabilities for one padded batch (safe to call from several threads at once)."""
         level, area, title = self._session.run(None, {"input_ids": input_ids, "attention_mask": attention_mask})
         return Scores(level, area, title)
 
@@ -187,12 +211,20 @@ class Classifier:
                  top_k: int = DEFAULT_TOP_K, min_score: float = 0.0, cache_size: int = DEFAULT_CACHE_SIZE,
                  title_threshold: float | None = None, int8_kernel: str = "auto",
                  graph_cache: bool | str | Path = True) -> None:
-        """``graph_cache``: where to keep the optimised session graph between processes (``True``: the
-        folder of :func:`jobtitles.graph_cache.default_cache_dir`, ``False``: nowhere, or a folder)."""
+        """``threads``: how many batches run at once, each on one core (``None``: every CPU this
+        process may use, :func:`available_cpus`). One batch never spreads over several cores: at job
+        titles' few tokens per batch, splitting each operator between threads cost more in hand-offs
+        than it saved (``bench/parallelism.py``). ``graph_cache``: where to keep the optimised session
+        graph between processes (``True``: the folder of :func:`jobtitles.graph_cache.default_cache_dir`,
+        ``False``: nowhere, or a folder)."""
         from tokenizers import Tokenizer
 
         self.bundle = bundle
         self.batch_size = max(1, batch_size)
+        self.threads = max(1, threads or available_cpus())
+        # Workers for the batches beyond the caller's own; an input of one batch runs in the caller's thread.
+        self._pool = (ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="jobtitles-run")
+                      if self.threads > 1 else None)
         self.top_k = max(1, top_k)
         self.min_score = min_score
         self.cache_size = max(0, cache_size)
@@ -203,7 +235,7 @@ class Classifier:
         # bench/run_bench.py). Both hold the GIL for much of their work, so the overlap is small.
         cache_dir = resolve_cache_dir(graph_cache)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="jobtitles-load") as pool:
-            session = pool.submit(OnnxSession, bundle.model_path, threads, int8_kernel=int8_kernel,
+            session = pool.submit(OnnxSession, bundle.model_path, 1, int8_kernel=int8_kernel,
                                   graph_cache=GraphCache(cache_dir) if cache_dir else None,
                                   model_sha256=str(bundle.manifest.get("files", {}).get("model.onnx", "")))
             self._tokenizer = Tokenizer.from_file(str(bundle.tokenizer_path))
@@ -236,7 +268,8 @@ class Classifier:
         """Level, area and title probabilities for already-cleaned texts.
 
         All texts are tokenized in one call, then run in batches of similar token count
-        (sorted by length, results put back in input order), so little compute goes to padding.
+        (sorted by length, results put back in input order), so little compute goes to padding;
+        up to ``threads`` batches run at once (:func:`batch_spans`).
         """
         n = len(texts)
         out = Scores.zeros(n, len(self._levels), len(self._areas))
@@ -245,11 +278,17 @@ class Classifier:
         prefix = self.bundle.query_prefix
         encs = self._tokenizer.encode_batch([prefix + t for t in texts])
         lengths = np.fromiter((len(e.ids) for e in encs), dtype=np.int64, count=n)
-        order = np.argsort(lengths, kind="stable")
-        for start in range(0, n, self.batch_size):
-            idx = order[start : start + self.batch_size]
+        spans = batch_spans(np.argsort(lengths, kind="stable"), self.batch_size, self.threads)
+
+        def run(idx: np.ndarray) -> None:
             got = self._session.run(*pad_encodings([encs[i] for i in idx], self._pad_id))
             out.level[idx], out.area[idx], out.title[idx] = got.level, got.area, got.title
+
+        if self._pool is None or len(spans) == 1:
+            for idx in spans:
+                run(idx)
+        else:
+            list(self._pool.map(run, spans))  # waits for every batch; re-raises a batch's error here
         return out
 
     def clear_cache(self) -> None:

@@ -103,3 +103,31 @@ def test_the_session_s_optimization_level_gives_the_same_outputs_as_all_optimiza
     full = OnnxSession(bundle.model_path, optimization="ORT_ENABLE_ALL").run(ids, mask)
     for a, b in zip(used, full):
         np.testing.assert_array_equal(a, b)
+
+
+def test_batch_spans_cover_every_position_once_in_order_and_give_every_core_work():
+    from jobtitles.classifier import MIN_PARALLEL_BATCH, batch_spans
+
+    order = np.arange(100)[::-1]
+    for n, size, threads, want in [(100, 32, 2, [32, 32, 32, 4]), (40, 32, 2, [20, 20]), (40, 32, 1, [32, 8]),
+                                   (10, 32, 4, [MIN_PARALLEL_BATCH, 2]), (1, 32, 2, [1]), (0, 32, 2, [])]:
+        spans = batch_spans(order[:n], size, threads)
+        assert [len(s) for s in spans] == want
+        assert np.array_equal(np.concatenate(spans) if spans else order[:0], order[:n])
+
+
+def test_batches_run_at_once_give_exactly_the_answers_of_one_batch_at_a_time(bundle_dir):
+    """The same batches (8 titles each) run on one core or spread over three: identical outputs, in input order."""
+    from pathlib import Path
+
+    from jobtitles.classifier import Classifier
+
+    dev = Path(__file__).parent / "data" / "dev_multilingual.jsonl"
+    titles = [json.loads(line)["title"] for line in dev.read_text(encoding="utf-8").splitlines()][:61]
+    serial = Classifier.load(bundle_dir, threads=1, batch_size=8, cache_size=0)
+    parallel = Classifier.load(bundle_dir, threads=3, batch_size=8, cache_size=0)
+    assert serial._pool is None and parallel._pool is not None
+    a, b = serial.probabilities(titles), parallel.probabilities(titles)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+    assert [p.to_dict() for p in serial.predict(titles)] == [p.to_dict() for p in parallel.predict(titles)]
