@@ -65,7 +65,8 @@ Exit status: 0 all records processed (some may be invalid), 1 invalid records wi
 @click.option("--keep-columns", is_flag=True, help="Pass the input's columns / fields through to the output.")
 @click.option("--model", type=click.Path(file_okay=False), default=None, help="Bundle folder (default bundle).")
 @click.option("--batch-size", type=click.IntRange(1, 4096), default=64, show_default=True,
-              help="Titles per model batch (64 measured fastest here: bench/run_bench.py --sweep).")
+              help="Titles read per step; the model runs each step's titles as one batch per core "
+                   "(--threads), so 64 is two batches of 32 on 2 cores (bench/parallelism.py).")
 @click.option("--max-wait-ms", type=click.FloatRange(0, 60_000), default=5.0, show_default=True,
               help="Close a partial batch when no new record arrived for this long.")
 @click.option("--top-k", type=click.IntRange(1, 1000), default=3, show_default=True, help="Areas listed per title.")
