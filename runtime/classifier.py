@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
@@ -79,12 +80,34 @@ def encode_batch(tokenizer, texts: Sequence[str], prefix: str, pad_id: int) -> t
     return pad_encodings(tokenizer.encode_batch([prefix + t for t in texts]), pad_id)
 
 
-def available_cpus() -> int:
-    """The CPUs this process may run on (its affinity mask where the OS has one)."""
+CGROUP = Path("/sys/fs/cgroup")
+
+
+def cgroup_cpu_quota(root: Path = CGROUP) -> float | None:
+    """The CPU quota of this process's cgroup in CPUs (e.g. 2.0 for a container started with
+    ``--cpus 2``), from cgroup v2 ``cpu.max`` or v1 ``cpu/cpu.cfs_quota_us``; None when unlimited or unknown."""
     try:
-        return len(os.sched_getaffinity(0)) or 1
+        quota, period = (root / "cpu.max").read_text(encoding="ascii").split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:
+        quota = int((root / "cpu" / "cpu.cfs_quota_us").read_text(encoding="ascii"))
+        period = int((root / "cpu" / "cpu.cfs_period_us").read_text(encoding="ascii"))
+        return None if quota <= 0 or period <= 0 else quota / period
+    except (OSError, ValueError):
+        return None
+
+
+def available_cpus(cgroup: Path = CGROUP) -> int:
+    """The CPUs this process may use: its affinity mask where the OS has one, capped by a cgroup
+    CPU quota rounded up (:func:`cgroup_cpu_quota`)."""
+    try:
+        n = len(os.sched_getaffinity(0)) or 1
     except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
+        n = os.cpu_count() or 1
+    quota = cgroup_cpu_quota(cgroup)
+    return n if quota is None else max(1, min(n, math.ceil(quota)))
 
 
 def batch_spans(order: np.ndarray, batch_size: int, threads: int) -> list[np.ndarray]:

@@ -131,3 +131,21 @@ def test_batches_run_at_once_give_exactly_the_answers_of_one_batch_at_a_time(bun
     for x, y in zip(a, b):
         np.testing.assert_array_equal(x, y)
     assert [p.to_dict() for p in serial.predict(titles)] == [p.to_dict() for p in parallel.predict(titles)]
+
+
+def test_available_cpus_follows_a_container_s_cpu_quota(tmp_path):
+    from jobtitles.classifier import available_cpus, cgroup_cpu_quota
+
+    uncapped = available_cpus(tmp_path / "none")
+    assert uncapped >= 1 and cgroup_cpu_quota(tmp_path / "none") is None
+    v2, v1 = tmp_path / "v2", tmp_path / "v1"
+    v2.mkdir()
+    (v1 / "cpu").mkdir(parents=True)
+    (v1 / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    for quota, want in [(None, uncapped), (100000, 1), (150000, min(2, uncapped)), (50000, 1)]:
+        (v2 / "cpu.max").write_text(f"{quota or 'max'} 100000\n")
+        (v1 / "cpu" / "cpu.cfs_quota_us").write_text(f"{quota or -1}\n")
+        assert available_cpus(v2) == want and available_cpus(v1) == want
+    assert cgroup_cpu_quota(v2) == 0.5 and cgroup_cpu_quota(v1) == 0.5
+    (v2 / "cpu.max").write_text("garbage\n")
+    assert available_cpus(v2) == uncapped
