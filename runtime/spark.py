@@ -29,11 +29,11 @@ OUTPUT_COLUMNS = {
 
 
 @functools.lru_cache(maxsize=4)
-def _classifier(path: str, batch_size: int):
-    """One Classifier per bundle path and executor process."""
+def _classifier(path: str, batch_size: int, threads: int):
+    """One Classifier per bundle path (and settings) and executor process."""
     from jobtitles.classifier import Classifier
 
-    return Classifier.load(path, batch_size=batch_size)
+    return Classifier.load(path, batch_size=batch_size, threads=threads)
 
 
 def _resolve(bundle: str, shipped: bool) -> str:
@@ -45,8 +45,11 @@ def _resolve(bundle: str, shipped: bool) -> str:
 
 
 def classify_dataframe(df, title_col: str = "title", bundle: str | os.PathLike | None = None, ship: bool = False,
-                       batch_size: int = 64):
-    """Return ``df`` with the classification columns added (one output row per input row)."""
+                       batch_size: int = 64, threads: int = 1):
+    """Return ``df`` with the classification columns added (one output row per input row).
+
+    ``threads``: batches each task runs at once, one core each. Spark already runs one task per
+    core (``spark.task.cpus`` = 1), so the default is 1; with ``spark.task.cpus`` = N, pass N."""
     from pyspark.sql.types import StructField, StructType
 
     from jobtitles.bundle import Bundle
@@ -58,7 +61,7 @@ def classify_dataframe(df, title_col: str = "title", bundle: str | os.PathLike |
                                             for name, t in OUTPUT_COLUMNS.items()])
 
     def run(batches: Iterator) -> Iterator:
-        clf = _classifier(_resolve(path, ship), batch_size)
+        clf = _classifier(_resolve(path, ship), batch_size, max(1, threads))
         for pdf in batches:
             # nulls arrive as None or NaN depending on the pandas version: both mean "no title"
             preds = clf.predict([t if isinstance(t, str) else None for t in pdf[title_col].tolist()])
