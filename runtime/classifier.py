@@ -245,9 +245,8 @@ class Classifier:
         self.bundle = bundle
         self.batch_size = max(1, batch_size)
         self.threads = max(1, threads or available_cpus())
-        # Workers for the batches beyond the caller's own; an input of one batch runs in the caller's thread.
-        self._pool = (ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="jobtitles-run")
-                      if self.threads > 1 else None)
+        self._pool: ThreadPoolExecutor | None = None  # made on first use: see _workers
+        self._pool_pid = 0
         self.top_k = max(1, top_k)
         self.min_score = min_score
         self.cache_size = max(0, cache_size)
@@ -307,12 +306,20 @@ class Classifier:
             got = self._session.run(*pad_encodings([encs[i] for i in idx], self._pad_id))
             out.level[idx], out.area[idx], out.title[idx] = got.level, got.area, got.title
 
-        if self._pool is None or len(spans) == 1:
+        if self.threads == 1 or len(spans) == 1:
             for idx in spans:
                 run(idx)
         else:
-            list(self._pool.map(run, spans))  # waits for every batch; re-raises a batch's error here
+            list(self._workers().map(run, spans))  # waits for every batch; re-raises a batch's error here
         return out
+
+    def _workers(self) -> ThreadPoolExecutor:
+        """The threads that run batches at once: made on first use, and made again in a child process
+        after ``fork`` (threads do not survive it, and a pool whose threads are gone waits forever)."""
+        if self._pool is None or self._pool_pid != os.getpid():
+            self._pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="jobtitles-run")
+            self._pool_pid = os.getpid()
+        return self._pool
 
     def clear_cache(self) -> None:
         """Forget cached results (benchmarks use this to measure cold work)."""

@@ -126,8 +126,8 @@ def test_batches_run_at_once_give_exactly_the_answers_of_one_batch_at_a_time(bun
     titles = [json.loads(line)["title"] for line in dev.read_text(encoding="utf-8").splitlines()][:61]
     serial = Classifier.load(bundle_dir, threads=1, batch_size=8, cache_size=0)
     parallel = Classifier.load(bundle_dir, threads=3, batch_size=8, cache_size=0)
-    assert serial._pool is None and parallel._pool is not None
     a, b = serial.probabilities(titles), parallel.probabilities(titles)
+    assert serial._pool is None and parallel._pool is not None
     for x, y in zip(a, b):
         np.testing.assert_array_equal(x, y)
     assert [p.to_dict() for p in serial.predict(titles)] == [p.to_dict() for p in parallel.predict(titles)]
@@ -149,3 +149,27 @@ def test_available_cpus_follows_a_container_s_cpu_quota(tmp_path):
     assert cgroup_cpu_quota(v2) == 0.5 and cgroup_cpu_quota(v1) == 0.5
     (v2 / "cpu.max").write_text("garbage\n")
     assert available_cpus(v2) == uncapped
+
+
+def _classify_in_child(clf, titles, queue):
+    queue.put([p.level for p in clf.predict(titles)])
+
+
+def test_a_classifier_used_before_fork_still_runs_batches_at_once_in_the_child(bundle_dir):
+    """Threads do not survive fork (gunicorn --preload, multiprocessing): the child must not wait on dead workers."""
+    import multiprocessing
+
+    from jobtitles.classifier import Classifier
+
+    clf = Classifier.load(bundle_dir, threads=2, batch_size=8, cache_size=0)
+    titles = ["Nurse", "Welder", "Data Engineer", "Cook", "Teacher", "Store Manager"] * 4
+    want = [p.level for p in clf.predict(titles)]  # starts the worker threads in the parent
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_classify_in_child, args=(clf, titles, queue))
+    child.start()
+    child.join(timeout=60)
+    if child.is_alive():
+        child.kill()
+    assert child.exitcode == 0, "the child hung or failed"
+    assert queue.get(timeout=5) == want
