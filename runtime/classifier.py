@@ -135,8 +135,9 @@ class OnnxSession:
                  int8_kernel: str = "auto", graph_cache: GraphCache | None = None, model_sha256: str = "") -> None:
         """``intra_op_threads``: the threads one ``run`` may use (1: the caller's thread only, so that
         several runs can go at once on different cores, as :class:`Classifier` does; 0: onnxruntime's
-        default, one per physical core). ``int8_kernel``: ``"auto"`` recodes the weights as int8 where that is exact and faster (x86
-        with VNNI, see :mod:`jobtitles.int8_kernels`); ``"u8u8"`` / ``"u8s8"`` force a coding.
+        default, one per physical core). ``int8_kernel``: ``"auto"`` recodes the weights as int8 where
+        that is exact and faster (x86 with VNNI, see :mod:`jobtitles.int8_kernels`); ``"u8u8"`` /
+        ``"u8s8"`` force a coding.
         ``model_sha256`` (the manifest's) goes into the cache key beside the file's size and time."""
         import onnxruntime as ort
 

@@ -75,7 +75,8 @@ Exit status: 0 all records processed (some may be invalid), 1 invalid records wi
 @click.option("--title-threshold", type=click.FloatRange(0, 1), default=None,
               help="Report inputs whose title score is below this as not a job title "
                    "(default: the bundle's, chosen at training time; 0 turns the check off).")
-@click.option("--threads", type=click.IntRange(0, 256), default=0, help="Batches classified at once, one core each (0 = every CPU this process may use).")
+@click.option("--threads", type=click.IntRange(0, 256), default=0,
+              help="Batches classified at once, one core each (0 = every CPU this process may use).")
 @click.option("--strict", is_flag=True, help="Exit 1 when any record could not be classified.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress display on stderr.")
 def classify(source, input_format, field_name, column, output_format, output, keep_columns, model, batch_size,
@@ -199,7 +200,8 @@ def export(encoder, head, out, vocab, if_missing, fp32, compare_with) -> None:
 @click.option("--max-titles", type=click.IntRange(1), default=1000, show_default=True, help="Titles per request.")
 @click.option("--max-body-bytes", type=click.IntRange(1), default=1 << 20, show_default=True)
 @click.option("--max-title-chars", type=click.IntRange(1), default=1000, show_default=True)
-@click.option("--threads", type=click.IntRange(0, 256), default=0, help="Batches classified at once, one core each (0 = every CPU this process may use).")
+@click.option("--threads", type=click.IntRange(0, 256), default=0,
+              help="Batches classified at once, one core each (0 = every CPU this process may use).")
 @click.option("--cache-size", type=click.IntRange(0), default=50_000, show_default=True,
               help="Recent distinct titles kept in memory (0 = no cache).")
 def serve(host, port, model, max_batch, max_wait_ms, max_titles, max_body_bytes, max_title_chars, threads,
