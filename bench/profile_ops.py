@@ -3,7 +3,7 @@
     .venv/bin/python bench/profile_ops.py [--titles 1024] [--batch-size 64] [--bundle models/default]
 
 Runs hand-labelled training titles (length-sorted, as the runtime batches them) through a session
-like the runtime's, with profiling on, and prints each operator type's share of the node time.
+like the runtime's (one thread per batch, the int8 coding the runtime picks for this CPU), with profiling on, and prints each operator type's share of the node time.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ def main() -> None:
 
     from jobtitles.bundle import Bundle
     from jobtitles.classifier import OnnxSession, encode_batch
+    from jobtitles.int8_kernels import choose_kernel, recode_signed_weights
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--titles", type=int, default=1024)
@@ -38,9 +39,14 @@ def main() -> None:
     tok.enable_truncation(max_length=bundle.max_tokens)
     opts = ort.SessionOptions()
     opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, OnnxSession.OPTIMIZATION)
+    opts.intra_op_num_threads = opts.inter_op_num_threads = 1  # as the runtime runs each batch
     opts.enable_profiling = True
     opts.profile_file_prefix = "jobtitles-profile"
-    session = ort.InferenceSession(str(bundle.model_path), opts, providers=["CPUExecutionProvider"])
+    model = bytearray(bundle.model_path.read_bytes())
+    kernel = choose_kernel("auto")
+    if kernel == "u8s8" and not recode_signed_weights(model):
+        kernel = "u8u8"
+    session = ort.InferenceSession(bytes(model), opts, providers=["CPUExecutionProvider"])
     batches = [encode_batch(tok, titles[i : i + args.batch_size], bundle.query_prefix, 1)
                for i in range(0, len(titles), args.batch_size)]
     warmup = 2  # the first runs allocate and pre-pack; they are left out below
@@ -56,7 +62,8 @@ def main() -> None:
             per_op[event["args"].get("op_name", "?")] += event["dur"]
     trace.unlink()
     total = sum(per_op.values())
-    print(f"{len(titles)} titles in batches of {args.batch_size}; node time {total / 1000:.0f} ms")
+    print(f"{len(titles)} titles in batches of {args.batch_size}, one thread, int8 kernel {kernel}; "
+          f"node time {total / 1000:.0f} ms")
     print("| operator | ms | share |\n| --- | --- | --- |")
     for op, micros in per_op.most_common(15):
         print(f"| {op} | {micros / 1000:.1f} | {micros / total:.1%} |")
