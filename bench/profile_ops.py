@@ -3,7 +3,8 @@
     .venv/bin/python bench/profile_ops.py [--titles 1024] [--batch-size 64] [--bundle models/default]
 
 Runs hand-labelled training titles (length-sorted, as the runtime batches them) through a session
-like the runtime's (one thread per batch, the int8 coding the runtime picks for this CPU), with profiling on, and prints each operator type's share of the node time.
+like the runtime's (one thread per batch, the int8 coding the runtime picks for this CPU), with
+profiling on, and prints each operator type's share of the node time.
 """
 
 from __future__ import annotations
