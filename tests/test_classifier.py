@@ -109,8 +109,10 @@ def test_batch_spans_cover_every_position_once_in_order_and_give_every_core_work
     from jobtitles.classifier import MIN_PARALLEL_BATCH, batch_spans
 
     order = np.arange(100)[::-1]
+    assert MIN_PARALLEL_BATCH == 4  # the cases below are written for it
     for n, size, threads, want in [(100, 32, 2, [32, 32, 32, 4]), (40, 32, 2, [20, 20]), (40, 32, 1, [32, 8]),
-                                   (10, 32, 4, [MIN_PARALLEL_BATCH, 2]), (1, 32, 2, [1]), (0, 32, 2, [])]:
+                                   (10, 32, 4, [4, 4, 2]), (6, 32, 2, [4, 2]), (3, 32, 2, [3]), (1, 32, 2, [1]),
+                                   (0, 32, 2, [])]:
         spans = batch_spans(order[:n], size, threads)
         assert [len(s) for s in spans] == want
         assert np.array_equal(np.concatenate(spans) if spans else order[:0], order[:n])
