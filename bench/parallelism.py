@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run_bench import cpu_info, load_titles, single_title_latencies_ms, titles_per_second  # noqa: E402
+from run_bench import cpu_info, single_title_latencies_ms, titles_per_second, unique_clean_titles  # noqa: E402
 
 
 def classifiers(bundle: str | None, batch_sizes: list[int]) -> dict:
@@ -49,10 +49,7 @@ def main() -> None:
     ap.add_argument("--bundle", default=None)
     ap.add_argument("--out", default=None, help="also write the figures here as JSON")
     args = ap.parse_args()
-    from jobtitles.cleaning import assess_title
-
-    titles = [a.text for a in map(assess_title, load_titles(args.titles * 2)) if a.valid]
-    titles = list(dict.fromkeys(titles))[: args.titles]
+    titles = unique_clean_titles(args.titles)
     settings = classifiers(args.bundle, [int(b) for b in args.batch_sizes.split(",")])
     for clf in settings.values():
         clf.predict(titles[:128])

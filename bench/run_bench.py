@@ -77,6 +77,14 @@ def load_titles(n: int, seed: int = 0) -> list[str]:
     return titles[:n]
 
 
+def unique_clean_titles(n: int) -> list[str]:
+    """``n`` distinct real titles as the runtime cleans them (invalid inputs left out): what the model
+    itself sees when no title repeats."""
+    from jobtitles.cleaning import assess_title
+
+    return list(dict.fromkeys(a.text for a in map(assess_title, load_titles(2 * n)) if a.valid))[:n]
+
+
 def repeated_stream(titles: list[str], n: int, distinct: int = 300, seed: int = 1) -> list[str]:
     """A stream where a few titles repeat a lot (Zipf-like weights over ``distinct`` titles)."""
     pool = titles[:distinct]

@@ -18,13 +18,12 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run_bench import cpu_info, load_titles  # noqa: E402
+from run_bench import cpu_info, unique_clean_titles  # noqa: E402
 
 
 def main() -> None:
     import jobtitles.classifier as classifier
     from jobtitles import Classifier
-    from jobtitles.cleaning import assess_title
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="2,6,10,16")
@@ -32,7 +31,7 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3)
     args = ap.parse_args()
     sizes, mins = [int(x) for x in args.sizes.split(",")], [int(x) for x in args.mins.split(",")]
-    titles = list(dict.fromkeys(a.text for a in map(assess_title, load_titles(3000)) if a.valid))[:1200]
+    titles = unique_clean_titles(1200)
     clf = Classifier.load(cache_size=0)
     clf.predict(titles[:128])
     calls: dict[tuple[int, int], list[float]] = {}

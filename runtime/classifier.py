@@ -259,7 +259,7 @@ class Classifier:
         # bench/run_bench.py). Both hold the GIL for much of their work, so the overlap is small.
         cache_dir = resolve_cache_dir(graph_cache)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="jobtitles-load") as pool:
-            session = pool.submit(OnnxSession, bundle.model_path, 1, int8_kernel=int8_kernel,
+            session = pool.submit(OnnxSession, bundle.model_path, intra_op_threads=1, int8_kernel=int8_kernel,
                                   graph_cache=GraphCache(cache_dir) if cache_dir else None,
                                   model_sha256=str(bundle.manifest.get("files", {}).get("model.onnx", "")))
             self._tokenizer = Tokenizer.from_file(str(bundle.tokenizer_path))

@@ -91,6 +91,12 @@ def correctness(gold: list[GoldRecord], preds: list[Prediction]) -> tuple[np.nda
     return arr[:, 0], arr[:, 1]
 
 
+def by_language(gold: list[GoldRecord]) -> tuple[list[int], list[int]]:
+    """Positions of the English gold records and of the rest (the two language groups of the dev set)."""
+    english = [i for i, g in enumerate(gold) if g.language == "en"]
+    return english, [i for i, g in enumerate(gold) if g.language != "en"]
+
+
 PAIRED_RESAMPLES = 2000  # bootstrap draws behind ``evaluate --compare``'s intervals
 
 
@@ -100,8 +106,8 @@ def paired_comparison(gold: list[GoldRecord], preds_a: list[Prediction], preds_b
     those four, with a paired bootstrap: titles are resampled with replacement within each language
     group, the same draw for both bundles, and the interval is the middle 95 % of B − A."""
     rng = np.random.default_rng(seed)
-    groups = {"english": [i for i, g in enumerate(gold) if g.language == "en"],
-              "other languages": [i for i, g in enumerate(gold) if g.language != "en"]}
+    english, other = by_language(gold)
+    groups = {"english": english, "other languages": other}
     figures, diffs = [], []
     for gname, idx in groups.items():
         sub = [gold[i] for i in idx]
@@ -240,9 +246,8 @@ def evaluate_files(gold_files: list[str], model: str | None, baseline: bool, jso
     gold = load_gold(gold_files)
     clf = Classifier.load(model)
     preds = clf.predict([g.title for g in gold])
-    groups = {"all": list(range(len(gold))),
-              "english": [i for i, g in enumerate(gold) if g.language == "en"],
-              "non-english": [i for i, g in enumerate(gold) if g.language != "en"]}
+    english, other = by_language(gold)
+    groups = {"all": list(range(len(gold))), "english": english, "non-english": other}
     systems = {"model": ([p.level for p in preds], [p.area for p in preds], [p.valid for p in preds])}
     if baseline:
         systems["rules"] = _rule_predictions(gold)
