@@ -66,6 +66,21 @@ def load_module(encoder_dir: str | Path, head: MultiTaskHead, adapters: str | Pa
     return module
 
 
+def limit_positions(module: TitleClassifierModule, max_tokens: int) -> int:
+    """Keep only the position-embedding rows that inputs of at most ``max_tokens`` tokens reach (in
+    place; the runtime truncates to that length): ``max_tokens`` rows for BERT's positions 0, 1, …;
+    ``padding_idx + 1 + max_tokens`` for RoBERTa / XLM-R, which number positions after the padding
+    id. The outputs are the same; for 128 tokens the bundle keeps 128 of 512 rows (148 kB less).
+    Returns the number of rows kept."""
+    emb = module.encoder.embeddings
+    offset = int(emb.padding_idx) + 1 if hasattr(emb, "create_position_ids_from_input_ids") else 0
+    rows = offset + int(max_tokens)
+    table = emb.position_embeddings.weight.detach()
+    if rows < table.shape[0]:
+        emb.position_embeddings = nn.Embedding.from_pretrained(table[:rows].clone(), freeze=True)
+    return min(rows, table.shape[0])
+
+
 def export_fp32(module: TitleClassifierModule, path: str | Path) -> Path:
     """Export with dynamic batch and sequence axes (TorchScript exporter, one file)."""
     path = Path(path)

@@ -362,7 +362,7 @@ def quantize_model(fp32_path: str | Path, out_path: str | Path, calibration: lis
     groups = matmul_inputs(model, exclude)
     smooth = smoothing_factors(model, activation_max(model, list(groups), calibration), groups, alpha)
     quantize_embedding_rows(model, bits=embedding_bits, group_size=group_size)  # word embeddings
-    quantize_embedding_rows(model, bits=8, min_rows=256)  # position embeddings (514 rows)
+    quantize_embedding_rows(model, bits=8, min_rows=128)  # position embeddings (128 rows: limit_positions)
     n_q, _ = quantize_matmuls_per_row(model, exclude, smooth=smooth, scheme=scheme)
     n_head = quantize_gemm_weights(model, exclude)
     weights = {i.name for i in model.graph.initializer}

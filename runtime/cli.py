@@ -229,17 +229,31 @@ def serve(host, port, model, max_batch, max_wait_ms, max_titles, max_body_bytes,
 @click.option("--shared", type=click.Path(file_okay=False, exists=True), default=None,
               help="Reference data folder (e.g. ../shared/data) with the title corpora.")
 @click.option("--out", type=click.Path(dir_okay=False), default=str(DEFAULT_VOCAB), show_default=True)
-def trim_vocab(encoder, shared, out) -> None:
+@click.option("--titles", "title_files", multiple=True, type=click.Path(dir_okay=False, exists=True),
+              help="More titles, one per line (plain text or .gz), e.g. find-job-titles' "
+                   "titles_combined.txt.gz; repeatable.")
+@click.option("--base", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="Keep every piece of this kept-pieces file and add at most --max-new pieces the corpus "
+                   "uses, the most used first (grows a vocabulary a model was fine-tuned on, within a size budget).")
+@click.option("--max-new", type=int, default=None, help="With --base: how many pieces to add (default: all).")
+def trim_vocab(encoder, shared, out, title_files, base, max_new) -> None:
     """Choose the vocabulary pieces job titles use (needs the [train] extra)."""
     _require_train()
-    from jobtitles.export.vocab_trim import build_subset, check_unchanged, corpus_titles, split_corpus, \
-        trimmed_tokenizer_json
+    from jobtitles.export.vocab_trim import VocabSubset, build_subset, check_unchanged, corpus_titles, \
+        extend_subset, read_titles, split_corpus, trimmed_tokenizer_json
 
+    if max_new is not None and base is None:
+        raise click.BadParameter("--max-new only applies with --base KEEP_FILE", param_hint="--max-new")
     enc = _ensure_encoder(Path(encoder))
-    titles, counts = corpus_titles(Path(shared) if shared else None)
+    extra = {Path(f).name: read_titles(f) for f in title_files}
+    titles, counts = corpus_titles(Path(shared) if shared else None, extra)
     build, held_out = split_corpus(titles)
     prefix = "query: "
-    subset = build_subset(enc / "tokenizer.json", build, prefix, {"sources": counts})
+    if base:
+        subset = extend_subset(VocabSubset.load(base), enc / "tokenizer.json", build, prefix,
+                               max_new if max_new is not None else 1 << 30, {"sources": counts})
+    else:
+        subset = build_subset(enc / "tokenizer.json", build, prefix, {"sources": counts})
     unchanged = check_unchanged(enc / "tokenizer.json", trimmed_tokenizer_json(enc / "tokenizer.json", subset),
                                 held_out, prefix)
     subset.summary.update({"held_out_titles": len(held_out), "held_out_tokenisation_unchanged": round(unchanged, 5)})

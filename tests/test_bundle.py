@@ -135,3 +135,15 @@ def test_the_bundle_rebuilds_from_the_committed_head(bundle_dir, tmp_path):
         assert min(agreement.level_top1, agreement.area_top1) >= MIN_TOP1_AGREEMENT
     assert json.loads((out / "manifest.json").read_text())["bundle_version"] == \
         json.loads((bundle_dir / "manifest.json").read_text())["bundle_version"]
+
+
+@needs_torch
+def test_the_manifest_is_json_with_one_top_level_key_per_line():
+    from jobtitles.export.bundle_builder import manifest_json
+
+    manifest = {"format_version": 2, "encoder": {"name": "e5 – ü", "shape": {"layers": 12}}, "parity": None,
+                "training": {"data": {"train": {"hand": {"n": 3, "levels": {"Specialist": 3}}}}}}
+    text = manifest_json(manifest)
+    assert json.loads(text) == manifest
+    assert text.splitlines()[1:-1] == [f'"{k}": {json.dumps(v, ensure_ascii=False, separators=(",", ":"))}'
+                                       + ("," if k != "training" else "") for k, v in manifest.items()]

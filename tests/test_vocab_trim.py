@@ -76,3 +76,30 @@ def test_the_fine_tuning_tokenizer_gives_the_full_encoders_ids_of_the_trimmed_pi
     # spelled with single characters, as the bundle's tokenizer spells it, cut to 8 with the end token kept
     assert [full.id_to_token(i) for i in ids[1]] == ["<s>", "▁", "f", "l", "o", "r", "i", "</s>"]
     assert ids[0][sum(mask[0]):] == [1] * (8 - sum(mask[0]))  # padded with the pad id
+
+
+def test_extending_a_subset_keeps_every_base_piece_and_adds_the_most_used_first(tokenizer_json):
+    from jobtitles.export.vocab_trim import extend_subset
+
+    vocab = [p for p, _ in json.loads(tokenizer_json.read_text())["model"]["vocab"]]
+    base = build_subset(tokenizer_json, ["nurse"], prefix="")
+    titles = ["welder", "welder nights", "night welder", "florida nurse"]  # welder 3, florida 1, night(s) 1 each
+    one = extend_subset(base, tokenizer_json, titles, prefix="", max_new=1)
+    assert set(base.keep_ids) < set(one.keep_ids)
+    assert {vocab[i] for i in set(one.keep_ids) - set(base.keep_ids)} == {"▁welder"}
+    assert one.summary["candidates"] == 4 and one.summary["min_titles_per_added_piece"] == 3
+    every = extend_subset(base, tokenizer_json, titles, prefix="", max_new=100)
+    assert {vocab[i] for i in set(every.keep_ids) - set(base.keep_ids)} == {"▁welder", "▁florida", "▁night",
+                                                                             "▁nights"}
+    assert every.summary["n_kept"] == len(every.keep_ids) and every.keep_ids == sorted(every.keep_ids)
+
+
+def test_title_files_are_read_plain_or_gzipped(tmp_path):
+    import gzip
+
+    from jobtitles.export.vocab_trim import read_titles
+
+    (tmp_path / "t.txt").write_text("Nurse\n\n  Welder \n", encoding="utf-8")
+    with gzip.open(tmp_path / "t.txt.gz", "wt", encoding="utf-8") as fh:
+        fh.write("Nurse\nWelder\n")
+    assert read_titles(tmp_path / "t.txt") == read_titles(tmp_path / "t.txt.gz") == ["Nurse", "Welder"]
