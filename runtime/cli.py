@@ -117,8 +117,11 @@ def classify(source, input_format, field_name, column, output_format, output, ke
               help="Fine-tune on this trimmed vocabulary's tokens (a `jobtitles trim-vocab` file; the default is "
                    "the one `jobtitles export` keeps), the sequences the exported bundle sees: +0.8 and +0.5 points "
                    "on the mean dev accuracy in two paired runs (README, Accuracy). '' = the full vocabulary.")
+@click.option("--area-set-loss", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True,
+              help="Share of the area loss given to -log P(acceptable set): the labelled area and its alt_areas, "
+                   "the answers `evaluate` counts as right (0 = cross-entropy on the labelled area only).")
 def train(encoder, out, shared, cache, levels, areas, seed, finetune, finetune_epochs, finetune_rank,
-          finetune_noise, finetune_seeds, members_out, finetune_vocab) -> None:
+          finetune_noise, finetune_seeds, members_out, finetune_vocab, area_set_loss) -> None:
     """Train the classification head, then fine-tune encoder adapters with it (needs the [train] extra)."""
     _require_train()
     from jobtitles.train.finetune import FinetuneConfig
@@ -135,10 +138,11 @@ def train(encoder, out, shared, cache, levels, areas, seed, finetune, finetune_e
     enc = _ensure_encoder(Path(encoder))
     fcfg = FinetuneConfig(rank=finetune_rank, alpha=2.0 * finetune_rank, epochs=finetune_epochs,
                           seed=seeds[0] if len(seeds) == 1 else seed, noise_prob=finetune_noise,
-                          soup_seeds=seeds if len(seeds) > 1 else (), vocab=finetune_vocab) if finetune else None
+                          soup_seeds=seeds if len(seeds) > 1 else (), vocab=finetune_vocab,
+                          area_set_weight=area_set_loss) if finetune else None
     run_training(enc, out, cache, shared_dir=shared, levels_file=levels or TAXONOMY_DIR / "levels.json",
-                 areas_file=areas or TAXONOMY_DIR / "areas.json", cfg=TrainConfig(seed=seed), finetune_cfg=fcfg,
-                 members_dir=members_out)
+                 areas_file=areas or TAXONOMY_DIR / "areas.json",
+                 cfg=TrainConfig(seed=seed, area_set_weight=area_set_loss), finetune_cfg=fcfg, members_dir=members_out)
     click.echo(f"head{' and encoder adapters' if finetune else ''} saved to {out}")
 
 

@@ -29,7 +29,8 @@ from jobtitles.train.augment import NoiseAugmenter
 from jobtitles.train.data import Example
 from jobtitles.train.model import MultiTaskHead
 from jobtitles.train.trainer import (
-    LabelSet, _masked_ce, _title_loss, class_weights, encode_labels, set_seed, validity_targets,
+    LabelSet, _masked_ce, _title_loss, area_loss, area_sets, class_weights, encode_labels, set_seed,
+    validity_targets,
 )
 
 ADAPTER_FILE = "adapters.pt"
@@ -59,6 +60,7 @@ class FinetuneConfig:
     # A vocabulary keep file (export/vocab_trim.py): fine-tune on the trimmed tokenizer's pieces, i.e. on
     # exactly the token sequences the exported bundle will see; "" = the encoder's full vocabulary.
     vocab: str = ""
+    area_set_weight: float = 0.0  # as TrainConfig.area_set_weight
 
     @property
     def member_rank(self) -> int:
@@ -267,6 +269,7 @@ def finetune(bert: nn.Module, tokenizer, prefix: str, head: MultiTaskHead, label
         p.requires_grad = True
     yl, ya, w = encode_labels(train, labels)
     yt, wt = validity_targets(train)
+    sets = torch.from_numpy(area_sets(train, labels))
     cw_level, cw_area = class_weights(yl, w, len(labels.levels)), class_weights(ya, w, len(labels.areas))
     adapters = [p for p in bert.parameters() if p.requires_grad]
     opt = torch.optim.AdamW([{"params": adapters, "lr": cfg.lr_adapters}, {"params": head.parameters(),
@@ -291,7 +294,8 @@ def finetune(bert: nn.Module, tokenizer, prefix: str, head: MultiTaskHead, label
         b = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
         texts = [noise(train[i].text, train[i].language, noise_rng) if train[i].valid else train[i].text for i in b]
         lv, ar, ti = head(embed(texts))
-        loss = (_masked_ce(lv, t(yl[b]), t(w[b]), cw_level, 0.05) + _masked_ce(ar, t(ya[b]), t(w[b]), cw_area, 0.05)
+        loss = (_masked_ce(lv, t(yl[b]), t(w[b]), cw_level, 0.05)
+                + area_loss(ar, t(ya[b]), sets[b], t(w[b]), cw_area, 0.05, cfg.area_set_weight)
                 + _title_loss(ti, t(yt[b]), t(wt[b])))
         opt.zero_grad()
         loss.backward()

@@ -64,6 +64,9 @@ class TrainConfig:
     input_noise: float = 0.01  # std of Gaussian noise added to (unit-norm) embeddings while training
     title_loss_weight: float = 1.0  # weight of the is-a-title (non-title detector) loss
     max_false_reject: float = 0.005  # the title threshold rejects at most this share of valid validation titles
+    # Share of the area loss given to the acceptable set (the area and its alt_areas, the set `evaluate`
+    # counts as right): -log of the probability the set holds; the rest stays cross-entropy on the area.
+    area_set_weight: float = 0.0
     seed: int = 13
 
 
@@ -103,6 +106,17 @@ def encode_labels(examples: list[Example], labels: LabelSet) -> tuple[np.ndarray
     return y_level, y_area, w
 
 
+def area_sets(examples: list[Example], labels: LabelSet) -> np.ndarray:
+    """Acceptable areas per example (the area and its alternatives that are label names), a boolean
+    matrix of examples × areas; all False where the example has no area."""
+    ai = {n: i for i, n in enumerate(labels.areas)}
+    sets = np.zeros((len(examples), len(labels.areas)), dtype=bool)
+    for row, ex in enumerate(examples):
+        if ex.area is not None:
+            sets[row, [ai[a] for a in (ex.area, *ex.alt_areas) if a in ai]] = True
+    return sets
+
+
 def validity_targets(examples: list[Example]) -> tuple[np.ndarray, np.ndarray]:
     """1.0 for job titles, 0.0 for non-titles, and per-example weights that give both classes the
     same total weight (non-titles are a small share of the data)."""
@@ -134,6 +148,27 @@ def _masked_ce(logits: torch.Tensor, y: torch.Tensor, w: torch.Tensor, cw: torch
         return logits.sum() * 0.0
     ce = nn.functional.cross_entropy(logits[mask], y[mask], weight=cw, reduction="none", label_smoothing=smoothing)
     return (ce * w[mask]).sum() / w[mask].sum()
+
+
+def _masked_set_nll(logits: torch.Tensor, sets: torch.Tensor, y: torch.Tensor, w: torch.Tensor,
+                    cw: torch.Tensor) -> torch.Tensor:
+    """-log of the probability given to each example's acceptable set, weighted and normalised like
+    :func:`_masked_ce` (class weight of the labelled area × sample weight, over the sample weights)."""
+    mask = y >= 0
+    if not mask.any():
+        return logits.sum() * 0.0
+    lg, st = logits[mask], sets[mask]
+    nll = torch.logsumexp(lg, 1) - torch.logsumexp(lg.masked_fill(~st, float("-inf")), 1)
+    return (nll * cw[y[mask]] * w[mask]).sum() / w[mask].sum()
+
+
+def area_loss(logits: torch.Tensor, y: torch.Tensor, sets: torch.Tensor, w: torch.Tensor, cw: torch.Tensor,
+              smoothing: float, set_weight: float) -> torch.Tensor:
+    """Cross-entropy on the labelled area, mixed with the acceptable-set loss by ``set_weight``."""
+    ce = _masked_ce(logits, y, w, cw, smoothing)
+    if set_weight <= 0:
+        return ce
+    return (1.0 - set_weight) * ce + set_weight * _masked_set_nll(logits, sets, y, w, cw)
 
 
 def _title_loss(logit: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -223,6 +258,7 @@ def train_head(
     cw_area = class_weights(ya, w, len(labels.areas))
     yt, wt = validity_targets(train)
     vyt, vwt = validity_targets(val)
+    sets, vsets = torch.from_numpy(area_sets(train, labels)), torch.from_numpy(area_sets(val, labels))
     model = MultiTaskHead(HeadConfig(x_train.shape[1], cfg.hidden_dim, len(labels.levels), len(labels.areas),
                                      cfg.dropout))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -246,7 +282,7 @@ def train_head(
                 xb = nn.functional.normalize(xb + torch.randn(xb.shape, generator=gen) * cfg.input_noise, dim=1)
             lv, ar, ti = model(xb)
             loss = (_masked_ce(lv, tyl[b], tw[b], cw_level, cfg.label_smoothing)
-                    + _masked_ce(ar, tya[b], tw[b], cw_area, cfg.label_smoothing)
+                    + area_loss(ar, tya[b], sets[b], tw[b], cw_area, cfg.label_smoothing, cfg.area_set_weight)
                     + cfg.title_loss_weight * _title_loss(ti, tyt[b], twt[b]))
             opt.zero_grad()
             loss.backward()
@@ -256,7 +292,8 @@ def train_head(
         model.eval()
         with torch.no_grad():
             lv, ar, ti = model(xv)
-            val_loss = float(_masked_ce(lv, tvyl, tvw, cw_level, 0.0) + _masked_ce(ar, tvya, tvw, cw_area, 0.0)
+            val_loss = float(_masked_ce(lv, tvyl, tvw, cw_level, 0.0)
+                             + area_loss(ar, tvya, vsets, tvw, cw_area, 0.0, cfg.area_set_weight)
                              + cfg.title_loss_weight * _title_loss(ti, tvyt, tvwt))
         history.append({"epoch": epoch, "train_loss": total / len(xt), "val_loss": val_loss})
         bar.set_postfix(train=f"{total / len(xt):.3f}", val=f"{val_loss:.3f}")
