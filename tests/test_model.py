@@ -105,6 +105,35 @@ def test_class_weights_favour_rare_classes_and_skip_unknown():
     assert w[1] > w[0] > 0 and w[2] == 0
 
 
+def test_the_acceptable_set_loss_counts_any_acceptable_area_as_right():
+    import torch
+
+    from jobtitles.train.data import Example
+    from jobtitles.train.trainer import LabelSet, _masked_ce, area_loss, area_sets
+
+    labels = LabelSet(levels=["Specialist"], areas=["Finance", "IT", "Operations"])
+    examples = [Example("Analyst", "Specialist", "Finance", "hand", alt_areas=("IT", "Not an area")),
+                Example("Welder", "Specialist", "Operations", "hand"),
+                Example("Apply now", None, None, "hand", valid=False)]
+    sets = area_sets(examples, labels)
+    assert sets.tolist() == [[True, True, False], [False, False, True], [False, False, False]]
+    y, w, cw = torch.tensor([0, 2, -1]), torch.ones(3), torch.tensor([1.0, 2.0, 0.5])
+    sets = torch.from_numpy(sets)
+    # mass moved between the acceptable Finance and IT: cross-entropy on Finance rises, the set loss does not
+    a = torch.tensor([[3.0, 0.0, 0.0], [0.0, 0.0, 2.0], [0.0, 0.0, 0.0]])
+    b = torch.tensor([[0.0, 3.0, 0.0], [0.0, 0.0, 2.0], [0.0, 0.0, 0.0]])
+    assert torch.isclose(area_loss(a, y, sets, w, cw, 0.0, 1.0), area_loss(b, y, sets, w, cw, 0.0, 1.0))
+    assert area_loss(b, y, sets, w, cw, 0.0, 0.0) > area_loss(a, y, sets, w, cw, 0.0, 0.0)
+    # weight 0 is the plain cross-entropy; a set of one area is its cross-entropy, weighted alike
+    assert torch.equal(area_loss(b, y, sets, w, cw, 0.05, 0.0), _masked_ce(b, y, w, cw, 0.05))
+    single = torch.zeros_like(sets)
+    single[0, 0] = single[1, 2] = True
+    assert torch.isclose(area_loss(b, y, single, w, cw, 0.0, 1.0), _masked_ce(b, y, w, cw, 0.0))
+    mixed = area_loss(b, y, sets, w, cw, 0.0, 0.5)
+    assert torch.isclose(mixed, 0.5 * area_loss(b, y, sets, w, cw, 0.0, 0.0) + 0.5 * area_loss(b, y, sets, w, cw,
+                                                                                               0.0, 1.0))
+
+
 def test_train_modules_name_the_extra_when_torch_is_missing():
     import subprocess
     import sys
