@@ -261,6 +261,8 @@ def trim_vocab(encoder, shared, out, title_files, base, max_new) -> None:
     unchanged = check_unchanged(enc / "tokenizer.json", trimmed_tokenizer_json(enc / "tokenizer.json", subset),
                                 held_out, prefix)
     subset.summary.update({"held_out_titles": len(held_out), "held_out_tokenisation_unchanged": round(unchanged, 5)})
+    if base:  # this split is not the one the base file was built on: some of these titles chose its pieces
+        subset.summary["held_out_note"] = "held out from the added pieces only, not from the base file's"
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     subset.save(out)
     click.echo(f"kept {len(subset.keep_ids):,} of {subset.n_original:,} pieces (from {len(build):,} titles); "
