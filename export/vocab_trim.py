@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +53,13 @@ def _tokenizer(path: Path, prefix: str):
     return tok
 
 
+def _piece_ids(tok, titles: list[str], prefix: str, batch: int = 4096) -> Iterator[list[int]]:
+    """The piece ids of each title (with the prefix, no special tokens), encoded in batches."""
+    for i in range(0, len(titles), batch):
+        for enc in tok.encode_batch([prefix + t for t in titles[i : i + batch]], add_special_tokens=False):
+            yield enc.ids
+
+
 def build_subset(tokenizer_path: str | Path, titles: Iterable[str], prefix: str, summary: dict | None = None
                  ) -> VocabSubset:
     """Specials + single-character pieces + every piece used on ``titles`` (with the prefix)."""
@@ -63,16 +70,15 @@ def build_subset(tokenizer_path: str | Path, titles: Iterable[str], prefix: str,
     keep |= {i for i, (piece, _score) in enumerate(vocab) if len(piece) == 1}
     keep.add(spec["model"]["unk_id"])
     titles = list(titles)
-    for i in range(0, len(titles), 4096):
-        for enc in tok.encode_batch([prefix + t for t in titles[i : i + 4096]], add_special_tokens=False):
-            keep.update(enc.ids)
+    for ids in _piece_ids(tok, titles, prefix):
+        keep.update(ids)
     return VocabSubset(sorted(keep), len(vocab), {**(summary or {}), "n_titles": len(titles), "n_kept": len(keep)})
 
 
 def extend_subset(base: VocabSubset, tokenizer_path: str | Path, titles: Iterable[str], prefix: str,
-                  max_new: int, summary: dict | None = None) -> VocabSubset:
-    """``base`` plus at most ``max_new`` pieces it lacks that the full tokenizer uses on ``titles``,
-    the ones used by the most titles first (ties: lower id). Every base piece stays, so the
+                  max_new: int | None = None, summary: dict | None = None) -> VocabSubset:
+    """``base`` plus at most ``max_new`` (``None``: all) pieces it lacks that the full tokenizer uses on
+    ``titles``, the ones used by the most titles first (ties: lower id). Every base piece stays, so the
     tokenisation a model was fine-tuned on only moves toward the full vocabulary's."""
     from collections import Counter
 
@@ -80,25 +86,15 @@ def extend_subset(base: VocabSubset, tokenizer_path: str | Path, titles: Iterabl
     kept = set(base.keep_ids)
     uses: Counter[int] = Counter()
     titles = list(titles)
-    for i in range(0, len(titles), 4096):
-        for enc in tok.encode_batch([prefix + t for t in titles[i : i + 4096]], add_special_tokens=False):
-            uses.update({j for j in enc.ids if j not in kept})
+    for ids in _piece_ids(tok, titles, prefix):
+        uses.update({j for j in ids if j not in kept})
     ranked = sorted(uses, key=lambda j: (-uses[j], j))
-    added = ranked[:max(0, max_new)]
+    added = ranked if max_new is None else ranked[:max(0, max_new)]
     info = {**(summary or {}), "base_pieces": len(base.keep_ids), "n_titles": len(titles),
             "candidates": len(ranked), "added": len(added),
             "min_titles_per_added_piece": uses[added[-1]] if added else None}
     return VocabSubset(sorted(kept | set(added)), base.n_original, {"base": base.summary, **info,
                                                                        "n_kept": len(kept) + len(added)})
-
-
-def read_titles(path: str | Path) -> list[str]:
-    """Titles from a text file, one per line (``.gz`` read compressed), blank lines skipped."""
-    import gzip
-
-    opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as fh:
-        return [line.strip() for line in fh if line.strip()]
 
 
 def _f32(x: float) -> float:

@@ -244,7 +244,8 @@ def trim_vocab(encoder, shared, out, title_files, base, max_new) -> None:
     """Choose the vocabulary pieces job titles use (needs the [train] extra)."""
     _require_train()
     from jobtitles.export.vocab_trim import VocabSubset, build_subset, check_unchanged, corpus_titles, \
-        extend_subset, read_titles, split_corpus, trimmed_tokenizer_json
+        extend_subset, split_corpus, trimmed_tokenizer_json
+    from jobtitles.train.data import read_titles
 
     if max_new is not None and base is None:
         raise click.BadParameter("--max-new only applies with --base KEEP_FILE", param_hint="--max-new")
@@ -254,8 +255,8 @@ def trim_vocab(encoder, shared, out, title_files, base, max_new) -> None:
     build, held_out = split_corpus(titles)
     prefix = "query: "
     if base:
-        subset = extend_subset(VocabSubset.load(base), enc / "tokenizer.json", build, prefix,
-                               max_new if max_new is not None else 1 << 30, {"sources": counts})
+        subset = extend_subset(VocabSubset.load(base), enc / "tokenizer.json", build, prefix, max_new,
+                               {"sources": counts})
     else:
         subset = build_subset(enc / "tokenizer.json", build, prefix, {"sources": counts})
     unchanged = check_unchanged(enc / "tokenizer.json", trimmed_tokenizer_json(enc / "tokenizer.json", subset),
@@ -280,16 +281,13 @@ def trim_vocab(encoder, shared, out, title_files, base, max_new) -> None:
 @click.option("--seed", default=7, show_default=True)
 def select_uncertain(titles_file, out, model, n_uncertain, n_random, pool, seed) -> None:
     """Pick the titles the model is least sure of, for hand labelling (active learning)."""
-    import gzip
     import json
 
     from jobtitles.classifier import Classifier
     from jobtitles.train.active_learning import labelled_keys, select_uncertain as select
+    from jobtitles.train.data import HAND_DIR, read_titles
 
-    opener = gzip.open if str(titles_file).endswith(".gz") else open
-    with opener(titles_file, "rt", encoding="utf-8") as fh:
-        titles = [line.strip() for line in fh if line.strip()]
-    from jobtitles.train.data import HAND_DIR
+    titles = read_titles(titles_file)
 
     known = sorted(HAND_DIR.glob("*.jsonl")) + sorted((REPO_ROOT / "tests" / "data").glob("*.jsonl"))
     try:

@@ -92,12 +92,13 @@ def test_extending_a_subset_keeps_every_base_piece_and_adds_the_most_used_first(
     assert {vocab[i] for i in set(every.keep_ids) - set(base.keep_ids)} == {"▁welder", "▁florida", "▁night",
                                                                              "▁nights"}
     assert every.summary["n_kept"] == len(every.keep_ids) and every.keep_ids == sorted(every.keep_ids)
+    assert extend_subset(base, tokenizer_json, titles, prefix="").keep_ids == every.keep_ids  # no limit: all
 
 
 def test_title_files_are_read_plain_or_gzipped(tmp_path):
     import gzip
 
-    from jobtitles.export.vocab_trim import read_titles
+    from jobtitles.train.data import read_titles
 
     (tmp_path / "t.txt").write_text("Nurse\n\n  Welder \n", encoding="utf-8")
     with gzip.open(tmp_path / "t.txt.gz", "wt", encoding="utf-8") as fh:

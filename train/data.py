@@ -123,6 +123,13 @@ def _labelled_from_code(
         yield Example(text, level, area, source, lang, weight)
 
 
+def read_titles(path: str | Path) -> list[str]:
+    """Titles from a text file, one per line (``.gz`` read compressed), blank lines skipped."""
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8") as fh:
+        return [line.strip() for line in fh if line.strip()]
+
+
 def _read_tsv(path: Path) -> list[dict[str, str]]:
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rt", encoding="utf-8", newline="") as fh:
