@@ -42,18 +42,15 @@ def main() -> None:
     import torch
 
     from jobtitles.classifier import Classifier
-    from jobtitles.train.data import DEFAULT_MIX, hand_examples, split_by_source, taxonomy_examples
+    from jobtitles.train.data import DEFAULT_MIX
     from jobtitles.train.finetune import finetune_examples
-    from jobtitles.train.pipeline import VAL_FRACTION
+    from jobtitles.train.pipeline import training_split
     from jobtitles.train.rules import TAXONOMY_DIR, KeywordRules
     from jobtitles.train.trainer import HEAD_WEIGHTS, TRAINING_REPORT, LabelSet, class_weights, encode_labels
 
     labels = LabelSet.from_files(TAXONOMY_DIR / "levels.json", TAXONOMY_DIR / "areas.json")
     rules = KeywordRules.load(TAXONOMY_DIR / "levels.json", TAXONOMY_DIR / "areas.json")
-    examples = [e for e in hand_examples(args.hand_dir) if e.text]
-    examples += taxonomy_examples(args.shared, DEFAULT_MIX, rules, seed=args.seed)
-    train, val = split_by_source(examples, VAL_FRACTION, args.seed)
-    hand_sources = {p.stem for p in args.hand_dir.glob("*.jsonl")}
+    train, val, hand_sources = training_split(args.hand_dir, args.shared, DEFAULT_MIX, rules, args.seed)
     report = json.loads((args.head / TRAINING_REPORT).read_text(encoding="utf-8"))
     if {e.text for e in val if e.source in hand_sources and e.valid} != set(report["heldout_titles"]):
         raise SystemExit("the validation split differs from the head's: pass the train/data it was trained on")

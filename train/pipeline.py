@@ -13,7 +13,7 @@ from jobtitles.train import require_train_extra
 require_train_extra()
 
 from jobtitles.train.data import (  # noqa: E402
-    DEFAULT_MIX, HAND_DIR, SourceSpec, hand_examples, split_by_source, summarise, taxonomy_examples,
+    DEFAULT_MIX, HAND_DIR, Example, SourceSpec, hand_examples, split_by_source, summarise, taxonomy_examples,
 )
 from jobtitles.train.calibration import calibrate_head  # noqa: E402
 from jobtitles.train.embed import EmbeddingCache, encoder_fingerprint  # noqa: E402
@@ -27,6 +27,18 @@ from jobtitles.train.trainer import (  # noqa: E402
 )
 
 VAL_FRACTION = 0.1
+
+
+def training_split(hand_dir: str | Path, shared_dir: str | Path | None, mix: tuple[SourceSpec, ...],
+                   rules: KeywordRules, seed: int) -> tuple[list[Example], list[Example], set[str]]:
+    """A run's data: the hand-labelled files (non-titles too: they teach the title head) and, with
+    ``shared_dir``, the taxonomy titles, split per source into training and validation; and the names
+    of the hand-labelled sources."""
+    examples = [e for e in hand_examples(Path(hand_dir)) if e.text]
+    if shared_dir is not None:
+        examples += taxonomy_examples(Path(shared_dir), mix, rules, seed=seed)
+    train, val = split_by_source(examples, VAL_FRACTION, seed)
+    return train, val, {p.stem for p in Path(hand_dir).glob("*.jsonl")}
 
 
 def run_training(
@@ -49,15 +61,11 @@ def run_training(
     (``seed-N``), so members and soup can be exported and compared."""
     labels = LabelSet.from_files(levels_file, areas_file)
     rules = KeywordRules.load(levels_file, areas_file)
-    examples = [e for e in hand_examples(Path(hand_dir)) if e.text]  # non-titles teach the title head
-    if shared_dir is not None:
-        examples += taxonomy_examples(Path(shared_dir), mix, rules, seed=cfg.seed)
-    train, val = split_by_source(examples, VAL_FRACTION, cfg.seed)
+    train, val, hand_sources = training_split(hand_dir, shared_dir, mix, rules, cfg.seed)
     print(f"training examples: {len(train)}  validation: {len(val)}")
     cache = EmbeddingCache(cache_dir, encoder_dir)
     x_train = cache.get([e.text for e in train], show_progress=progress)
     x_val = cache.get([e.text for e in val], show_progress=progress)
-    hand_sources = {p.stem for p in Path(hand_dir).glob("*.jsonl")}
     hand_rows = np.array([e.source in hand_sources for e in val], dtype=bool)
     result = train_head(x_train, train, x_val, val, labels, cfg, progress=progress, threshold_rows=hand_rows)
     print_reports(result.val_reports, result.title_validation)
