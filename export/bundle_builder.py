@@ -7,7 +7,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,18 +20,22 @@ import torch  # noqa: E402
 
 from jobtitles import __version__  # noqa: E402
 from jobtitles.bundle import (  # noqa: E402
-    BUNDLE_FORMAT_VERSION, LABELS_FILE, MANIFEST_FILE, MODEL_FILE, TOKENIZER_FILE, Bundle,
+    BUNDLE_FORMAT_VERSION, LABELS_FILE, MANIFEST_FILE, MODEL_FILE, TOKENIZER_FILE, TOKENIZER_GZ_FILE, Bundle,
+    load_tokenizer,
 )
 from jobtitles.classifier import Classifier, encode_batch  # noqa: E402
 import onnx  # noqa: E402
 
 from jobtitles.export.onnx_export import export_fp32, limit_positions, load_module, set_metadata  # noqa: E402
 from jobtitles.export.quantize import quantize_model  # noqa: E402
+from jobtitles.export.title_memory import attach_memory, set_output_temperature  # noqa: E402
 from jobtitles.export.vocab_trim import (  # noqa: E402
     VocabSubset, check_unchanged, replace_embedding_rows, trimmed_module, trimmed_tokenizer_json,
 )
 from jobtitles.train.embed import encoder_fingerprint  # noqa: E402
 from jobtitles.train.finetune import ADAPTER_FILE  # noqa: E402
+from jobtitles.train.calibration import fit_temperature  # noqa: E402
+from jobtitles.train.memory import MEMORY_FILE, MIN_PROB, MemoryTitles, TitleMemory  # noqa: E402
 from jobtitles.train.encoder_convert import sha256_file  # noqa: E402
 from jobtitles.train.trainer import (  # noqa: E402
     HEAD_CONFIG, HEAD_WEIGHTS, TRAINING_REPORT, load_head, load_title_threshold,
@@ -64,19 +68,17 @@ class ParityReport:
 def _encoded_batches(tokenizer_path: Path, prefix: str, texts: list[str], batch_size: int
                      ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """``(input_ids, attention_mask)`` for ``texts`` in batches, tokenized as the runtime does."""
-    from tokenizers import Tokenizer
-
-    tok = Tokenizer.from_file(str(tokenizer_path))
+    tok = load_tokenizer(tokenizer_path)
     tok.enable_truncation(max_length=RUNTIME_MAX_TOKENS)
     for i in range(0, len(texts), batch_size):
         yield encode_batch(tok, texts[i : i + batch_size], prefix, pad_id=1)
 
 
 def torch_probabilities(module, tokenizer_path: Path, prefix: str, texts: list[str], batch_size: int = 64
-                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Reference level / area / title probabilities from the PyTorch module (fp32) read through the
-    tokenizer at ``tokenizer_path``."""
-    outs: list[list[np.ndarray]] = [[], [], []]
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Reference level / area / title probabilities and sentence embeddings from the PyTorch module
+    (fp32) read through the tokenizer at ``tokenizer_path``."""
+    outs: list[list[np.ndarray]] = [[], [], [], []]
     with torch.no_grad():
         for ids, mask in _encoded_batches(tokenizer_path, prefix, texts, batch_size):
             for acc, t in zip(outs, module(torch.from_numpy(ids), torch.from_numpy(mask))):
@@ -85,16 +87,19 @@ def torch_probabilities(module, tokenizer_path: Path, prefix: str, texts: list[s
 
 
 def check_parity(module, bundle_dir: Path, texts: list[str], reference_tokenizer: Path | None = None,
-                 non_titles: list[str] | None = None) -> ParityReport:
+                 non_titles: list[str] | None = None, memory: TitleMemory | None = None) -> ParityReport:
     """Agreement of the ONNX bundle, end to end through the runtime (tokenizer, quantized encoder),
     with the fp32 torch ``module`` read through ``reference_tokenizer`` (default: the bundle's):
     level and area top-1 on the held-out titles ``texts``, the title decision on those and the
-    held-out ``non_titles``."""
+    held-out ``non_titles``. With the bundle's title ``memory``, the reference's area probabilities
+    get the same vote (:meth:`TitleMemory.blend`, numpy) from the torch embeddings."""
     bundle = Bundle.load(bundle_dir)
     everything = list(texts) + list(non_titles or [])
     o_lv, o_ar, o_ti = Classifier(bundle).probabilities(everything)
-    t_lv, t_ar, t_ti = torch_probabilities(module, reference_tokenizer or bundle.tokenizer_path,
-                                           bundle.query_prefix, everything)
+    t_lv, t_ar, t_ti, t_emb = torch_probabilities(module, reference_tokenizer or bundle.tokenizer_path,
+                                                  bundle.query_prefix, everything)
+    if memory is not None:
+        t_ar = memory.blend(t_ar, t_emb)
     n = len(texts)
     lv_agree, lv_decided = top1_agreement(o_lv[:n], t_lv[:n])
     ar_agree, ar_decided = top1_agreement(o_ar[:n], t_ar[:n])
@@ -112,6 +117,63 @@ def top1_agreement(got: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
     top2 = np.sort(ref, axis=1)[:, -2:]
     decided = (top2[:, 1] - top2[:, 0]) >= DECIDED_MARGIN
     return float(agree.mean()), float(agree[decided].mean()) if decided.any() else 1.0
+
+
+def bundle_outputs(model_path: Path, tokenizer_path: Path, prefix: str, texts: list[str], names: list[str],
+                   batch_size: int = 64) -> list[np.ndarray]:
+    """The exported graph's outputs ``names`` for ``texts`` (run in batches of similar length)."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    parts = [session.run(names, {"input_ids": ids, "attention_mask": mask})
+             for ids, mask in _encoded_batches(tokenizer_path, prefix, [texts[i] for i in order], batch_size)]
+    outs = []
+    for j in range(len(names)):
+        got = np.concatenate([p[j] for p in parts]) if parts else np.zeros((0,), dtype=np.float32)
+        back = np.empty_like(got)
+        back[order] = got
+        outs.append(back)
+    return outs
+
+
+def add_title_memory(model_path: Path, tokenizer_path: Path, prefix: str, titles: MemoryTitles,
+                     areas: list[str]) -> tuple[TitleMemory, dict | None]:
+    """Embed the memory titles with the bundle's own graph (the embeddings the runtime compares against),
+    write the memory into the graph at ``model_path``, then fit the blended scores' temperature on the
+    head's validation titles through that graph (minimum NLL of the accepted areas, as
+    :mod:`jobtitles.train.calibration` does for the head). Returns the memory and the fit (None without
+    validation titles)."""
+    unknown = sorted(set(titles.areas) - set(areas))
+    if unknown:
+        raise ValueError(f"memory titles with areas the head does not know: {', '.join(unknown)}")
+    index = {a: i for i, a in enumerate(areas)}
+    [embeddings] = bundle_outputs(model_path, tokenizer_path, prefix, titles.texts, ["embedding"])
+    memory = TitleMemory.build(embeddings, np.array([index[a] for a in titles.areas]), len(areas), titles.settings)
+    graph = onnx.load(str(model_path))
+    attach_memory(graph, memory)
+    onnx.save(graph, str(model_path))
+    rows = [(t, [index[a] for a in accepted if a in index]) for t, accepted in titles.validation]
+    rows = [(t, a) for t, a in rows if a]
+    if not rows:
+        return memory, None
+    [probs] = bundle_outputs(model_path, tokenizer_path, prefix, [t for t, _ in rows], ["area_probs"])
+    accepted = np.zeros((len(rows), len(areas)), dtype=bool)
+    for r, (_, a) in enumerate(rows):
+        accepted[r, a] = True
+    fit = fit_temperature(np.log(np.maximum(probs, MIN_PROB)), accepted)
+    memory = replace(memory, output_temperature=fit.temperature)
+    set_output_temperature(graph, fit.temperature)
+    onnx.save(graph, str(model_path))
+    return memory, asdict(fit)
+
+
+def write_tokenizer(spec_json: str, path: Path) -> None:
+    """The tokenizer JSON, gzipped (a third of its size; the same bytes for the same tokenizer)."""
+    import gzip
+
+    with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=9, mtime=0, filename="") as fh:
+        fh.write(spec_json.encode("utf-8"))
 
 
 def calibration_batches(tokenizer_path: Path, prefix: str, texts: list[str], batch_size: int = 32
@@ -134,10 +196,16 @@ def calibration_titles(exclude: set[str], n: int = N_CALIBRATION, sources: set[s
 
 
 def default_version(report: dict, head_dir: Path) -> str:
-    """``YYYY.MM.DD-<8 hex>``: the day the head was trained and the start of its weights' sha256, so two
-    models trained on one day get different versions and re-exporting one head keeps its version."""
+    """``YYYY.MM.DD-<8 hex>``: the day the head was trained and the start of its weights' sha256 (with a
+    title memory: of the weights' and the memory file's sha256 together), so two models trained on one
+    day get different versions and re-exporting one head keeps its version."""
     day = (report.get("created") or time.strftime("%Y-%m-%d", time.gmtime()))[:10].replace("-", ".")
-    return f"{day}-{sha256_file(head_dir / HEAD_WEIGHTS)[:8]}"
+    digest = sha256_file(head_dir / HEAD_WEIGHTS)
+    if (head_dir / MEMORY_FILE).exists():
+        import hashlib
+
+        digest = hashlib.sha256(f"{digest} {sha256_file(head_dir / MEMORY_FILE)}".encode()).hexdigest()
+    return f"{day}-{digest[:8]}"
 
 
 def _rounded(x: float | None, digits: int = 4) -> float | None:
@@ -178,6 +246,13 @@ def _model_card(manifest: dict) -> str:
         f"model decides by a margin of {DECIDED_MARGIN} or more: {par['level_top1_agreement_decided']:.4f} / "
         f"{par['area_top1_agreement_decided']:.4f}), title decision {par['title_decision_agreement']:.4f}.",
     ]
+    mem = manifest.get("title_memory")
+    if mem:
+        lines.append(f"- Title memory: the {mem['k']} most similar of {mem['titles']} hand-labelled training titles "
+                     f"({mem['bits_per_title']} sign bits each, {mem['bytes'] / 1e6:.2f} MB) vote for their area with "
+                     f"weights softmax(similarity / {mem['temperature']}); the area scores are {1 - mem['weight']:g} × "
+                     f"the head's + {mem['weight']:g} × the vote, sharpened by a temperature of "
+                     f"{mem.get('output_temperature', 1.0)} fitted on the head's validation titles.")
     det = manifest.get("title_detector", {})
     if det:
         v = det.get("validation") or {}
@@ -236,16 +311,15 @@ def build_bundle(encoder_dir: str | Path, head_dir: str | Path, out_dir: str | P
         raise ValueError("no held-out titles for the parity check: pass parity_titles")
     try:
         subset = VocabSubset.load(vocab) if vocab else None
+        tokenizer = tmp_out / TOKENIZER_GZ_FILE
         if subset is not None:
             spec = trimmed_tokenizer_json(encoder_dir / TOKENIZER_FILE, subset)
-            (tmp_out / TOKENIZER_FILE).write_text(json.dumps(spec, ensure_ascii=False, separators=(",", ":")),
-                                                  encoding="utf-8")
+            write_tokenizer(json.dumps(spec, ensure_ascii=False, separators=(",", ":")), tokenizer)
         else:
-            shutil.copy(encoder_dir / TOKENIZER_FILE, tmp_out / TOKENIZER_FILE)
+            write_tokenizer((encoder_dir / TOKENIZER_FILE).read_text(encoding="utf-8"), tokenizer)
         held_out = set(titles) | set(report.get("heldout_non_titles", []))
         trained_on = set((report.get("data") or {}).get("train") or {}) or None
-        calibration = calibration_batches(tmp_out / TOKENIZER_FILE, prefix, calibration_titles(held_out,
-                                                                                             sources=trained_on))
+        calibration = calibration_batches(tokenizer, prefix, calibration_titles(held_out, sources=trained_on))
         with tempfile.TemporaryDirectory() as tmp:
             fp32 = export_fp32(module, Path(tmp) / "fp32.onnx")
             if subset is not None:
@@ -258,6 +332,9 @@ def build_bundle(encoder_dir: str | Path, head_dir: str | Path, out_dir: str | P
             else:
                 shutil.copy(fp32, tmp_out / MODEL_FILE)
                 quant = None
+        memory_titles = MemoryTitles.load(head_dir)
+        memory, memory_fit = (add_title_memory(tmp_out / MODEL_FILE, tokenizer, prefix, memory_titles, labels.areas)
+                              if memory_titles is not None else (None, None))
         (tmp_out / LABELS_FILE).write_text(json.dumps({"levels": labels.levels, "areas": labels.areas}, indent=2,
                                                       ensure_ascii=False) + "\n", encoding="utf-8")
         version = bundle_version or default_version(report, head_dir)
@@ -283,6 +360,8 @@ def build_bundle(encoder_dir: str | Path, head_dir: str | Path, out_dir: str | P
                                 **subset.summary} if subset else {"pieces": "all"}),
             },
             "taxonomy": {"levels": labels.levels, "areas": labels.areas},
+            "title_memory": ({**memory.summary(), "file": MEMORY_FILE, "sha256": sha256_file(head_dir / MEMORY_FILE),
+                              "output_calibration": memory_fit} if memory is not None else None),
             "title_detector": {"threshold": load_title_threshold(head_dir),
                                "validation": report.get("validation", {}).get("title")},
             "head": {"weights_sha256": sha256_file(head_dir / HEAD_WEIGHTS),
@@ -295,12 +374,13 @@ def build_bundle(encoder_dir: str | Path, head_dir: str | Path, out_dir: str | P
         (tmp_out / MANIFEST_FILE).write_text(manifest_json(manifest), encoding="utf-8")
         # the export's fidelity: against the fp32 model on the same (trimmed) vocabulary
         reference = module if subset is None else trimmed_module(module, subset)
-        parity = check_parity(reference, tmp_out, titles, non_titles=report.get("heldout_non_titles", []))
+        parity = check_parity(reference, tmp_out, titles, non_titles=report.get("heldout_non_titles", []),
+                              memory=memory)
         if subset is not None:
             manifest["encoder"]["vocabulary"]["parity_texts_tokenised_unchanged"] = round(check_unchanged(
                 encoder_dir / TOKENIZER_FILE, spec, titles + report.get("heldout_non_titles", []), prefix), 5)
         manifest["parity"] = asdict(parity)
-        manifest["files"] = {f: sha256_file(tmp_out / f) for f in (MODEL_FILE, TOKENIZER_FILE, LABELS_FILE)}
+        manifest["files"] = {f: sha256_file(tmp_out / f) for f in (MODEL_FILE, TOKENIZER_GZ_FILE, LABELS_FILE)}
         set_metadata(tmp_out / MODEL_FILE, {"jobtitles.levels": json.dumps(labels.levels, ensure_ascii=False),
                                             "jobtitles.areas": json.dumps(labels.areas, ensure_ascii=False),
                                             "jobtitles.bundle_version": version,

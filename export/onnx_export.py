@@ -1,8 +1,10 @@
 """Wrap encoder + head in one torch module and export it to ONNX (fp32; :mod:`quantize` shrinks it).
 
 The exported graph takes ``input_ids`` and ``attention_mask`` and returns level and
-area probabilities and the probability that the input is a job title at all:
-transformer → mean pooling over the mask → L2 normalisation → head → softmax / sigmoid.
+area probabilities, the probability that the input is a job title at all, and the sentence
+embedding: transformer → mean pooling over the mask → L2 normalisation → head → softmax / sigmoid.
+The embedding output feeds the title memory (:mod:`title_memory`) and is there for callers who want
+to compare titles.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from jobtitles.train.model import MultiTaskHead  # noqa: E402
 
 OPSET = 17
 INPUT_NAMES = ["input_ids", "attention_mask"]
-OUTPUT_NAMES = ["level_probs", "area_probs", "title_probs"]
+OUTPUT_NAMES = ["level_probs", "area_probs", "title_probs", "embedding"]
 
 
 class TitleClassifierModule(nn.Module):
@@ -40,9 +42,10 @@ class TitleClassifierModule(nn.Module):
         return nn.functional.normalize(pooled, p=2, dim=1)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        level, area, title = self.head(self.embed(input_ids, attention_mask))
-        return level.softmax(-1), area.softmax(-1), title.sigmoid()
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        embedding = self.embed(input_ids, attention_mask)
+        level, area, title = self.head(embedding)
+        return level.softmax(-1), area.softmax(-1), title.sigmoid(), embedding
 
 
 def load_module(encoder_dir: str | Path, head: MultiTaskHead, adapters: str | Path | None = None
@@ -87,7 +90,8 @@ def export_fp32(module: TitleClassifierModule, path: str | Path) -> Path:
     ids = torch.tensor([[0, 41, 42, 43, 2], [0, 41, 42, 2, 1]], dtype=torch.long)
     mask = (ids != 1).long()
     dyn = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"},
-           "level_probs": {0: "batch"}, "area_probs": {0: "batch"}, "title_probs": {0: "batch"}}
+           "level_probs": {0: "batch"}, "area_probs": {0: "batch"}, "title_probs": {0: "batch"},
+           "embedding": {0: "batch"}}
     with torch.no_grad():
         torch.onnx.export(module, (ids, mask), str(path), input_names=INPUT_NAMES, output_names=OUTPUT_NAMES,
                           dynamic_axes=dyn, opset_version=OPSET, dynamo=False, do_constant_folding=True)

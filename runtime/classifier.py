@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from jobtitles.bundle import Bundle
+from jobtitles.bundle import Bundle, load_tokenizer
 from jobtitles.cleaning import assess_title
 from jobtitles.graph_cache import GraphCache, GraphKey, resolve_cache_dir, save_options
 
@@ -23,6 +23,7 @@ DEFAULT_BATCH_SIZE = 32
 # Measured (bench/small_inputs.py, 2 cores): calls of 6 / 10 titles took 12.5 / 19.5 ms with 4, 18.4 / 22.3 with 8.
 MIN_PARALLEL_BATCH = 4
 DEFAULT_TOP_K = 3
+SCORE_OUTPUTS = ["level_probs", "area_probs", "title_probs"]  # the graph's outputs the classifier reads
 DEFAULT_CACHE_SIZE = 50_000
 
 
@@ -220,7 +221,8 @@ class OnnxSession:
 
     def run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> Scores:
         """Probabilities for one padded batch (safe to call from several threads at once)."""
-        level, area, title = self._session.run(None, {"input_ids": input_ids, "attention_mask": attention_mask})
+        feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
+        level, area, title = self._session.run(SCORE_OUTPUTS, feeds)
         return Scores(level, area, title)
 
 
@@ -242,8 +244,6 @@ class Classifier:
         than it saved (``bench/parallelism.py``). ``graph_cache``: where to keep the optimised session
         graph between processes (``True``: the folder of :func:`jobtitles.graph_cache.default_cache_dir`,
         ``False``: nowhere, or a folder)."""
-        from tokenizers import Tokenizer
-
         self.bundle = bundle
         self.batch_size = max(1, batch_size)
         self.threads = max(1, threads or available_cpus())
@@ -262,7 +262,7 @@ class Classifier:
             session = pool.submit(OnnxSession, bundle.model_path, intra_op_threads=1, int8_kernel=int8_kernel,
                                   graph_cache=GraphCache(cache_dir) if cache_dir else None,
                                   model_sha256=str(bundle.manifest.get("files", {}).get("model.onnx", "")))
-            self._tokenizer = Tokenizer.from_file(str(bundle.tokenizer_path))
+            self._tokenizer = load_tokenizer(bundle.tokenizer_path)
             self._session = session.result()
         self._tokenizer.enable_truncation(max_length=bundle.max_tokens)
         self._pad_id = int(bundle.manifest.get("encoder", {}).get("pad_id", 1))

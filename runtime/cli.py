@@ -120,8 +120,12 @@ def classify(source, input_format, field_name, column, output_format, output, ke
 @click.option("--area-set-loss", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True,
               help="Share of the area loss given to -log P(acceptable set): the labelled area and its alt_areas, "
                    "the answers `evaluate` counts as right (0 = cross-entropy on the labelled area only).")
+@click.option("--title-memory", is_flag=True,
+              help="Also save the hand-labelled training titles as a title memory: `jobtitles export` then blends "
+                   "a 5-nearest-neighbour vote over them into the area scores (higher English area accuracy, "
+                   "less calibrated area scores; off in the default: README, Accuracy, step 8).")
 def train(encoder, out, shared, cache, levels, areas, seed, finetune, finetune_epochs, finetune_rank,
-          finetune_noise, finetune_seeds, members_out, finetune_vocab, area_set_loss) -> None:
+          finetune_noise, finetune_seeds, members_out, finetune_vocab, area_set_loss, title_memory) -> None:
     """Train the classification head, then fine-tune encoder adapters with it (needs the [train] extra)."""
     _require_train()
     from jobtitles.train.finetune import FinetuneConfig
@@ -142,7 +146,8 @@ def train(encoder, out, shared, cache, levels, areas, seed, finetune, finetune_e
                           area_set_weight=area_set_loss) if finetune else None
     run_training(enc, out, cache, shared_dir=shared, levels_file=levels or TAXONOMY_DIR / "levels.json",
                  areas_file=areas or TAXONOMY_DIR / "areas.json",
-                 cfg=TrainConfig(seed=seed, area_set_weight=area_set_loss), finetune_cfg=fcfg, members_dir=members_out)
+                 cfg=TrainConfig(seed=seed, area_set_weight=area_set_loss), finetune_cfg=fcfg, members_dir=members_out,
+                 title_memory=title_memory)
     click.echo(f"head{' and encoder adapters' if finetune else ''} saved to {out}")
 
 

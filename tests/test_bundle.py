@@ -13,13 +13,16 @@ import pytest
 from conftest import DEV_FILES, REPO, needs_torch
 
 
+FORMAT2_EMBEDDING = "/Div_1_output_0"  # the L2-normalised sentence embedding inside a format-2 graph
+
+
 def _sha256(path):
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def test_manifest_records_parity_and_provenance(bundle_dir):
     m = json.loads((bundle_dir / "manifest.json").read_text())
-    assert m["format_version"] == 2
+    assert m["format_version"] in (2, 3)
     assert m["parity"]["passed"] is True
     assert m["parity"]["n_titles"] >= 100
     for key in ("level_top1_agreement_decided", "area_top1_agreement_decided", "title_decision_agreement"):
@@ -30,9 +33,16 @@ def test_manifest_records_parity_and_provenance(bundle_dir):
     assert m["training"]["data"]["train"]
     for key in ("created", "bundle_version", "taxonomy", "files"):
         assert m[key]
-    # the version names the training day and the head's weights, so two models never share one
+    # the version names the training day, the head's weights (and its title memory, if any), so two
+    # models never share one
     assert re.fullmatch(r"\d{4}\.\d{2}\.\d{2}-[0-9a-f]{8}", m["bundle_version"])
-    assert m["bundle_version"].endswith("-" + m["head"]["weights_sha256"][:8])
+    mem = m.get("title_memory")
+    digest = (hashlib.sha256(f"{m['head']['weights_sha256']} {mem['sha256']}".encode()).hexdigest() if mem
+              else m["head"]["weights_sha256"])
+    assert m["bundle_version"].endswith("-" + digest[:8])
+    if mem:
+        assert mem["bits_per_title"] == 384 and mem["bytes"] == mem["titles"] * 48
+        assert mem["sha256"] == _sha256(REPO / "models" / "heads" / "default" / "memory.json.gz")
     for task in ("level", "area"):
         cal = m["training"]["calibration"][task]
         assert 0.2 <= cal["temperature"] <= 5 and cal["n"] > 500 and cal["ece_after"] <= cal["ece_before"]
@@ -41,7 +51,8 @@ def test_manifest_records_parity_and_provenance(bundle_dir):
 def test_onnx_graph_io_and_metadata(bundle_dir):
     sess = ort.InferenceSession(str(bundle_dir / "model.onnx"), providers=["CPUExecutionProvider"])
     assert [i.name for i in sess.get_inputs()] == ["input_ids", "attention_mask"]
-    assert [o.name for o in sess.get_outputs()] == ["level_probs", "area_probs", "title_probs"]
+    outputs = [o.name for o in sess.get_outputs()]
+    assert outputs[:3] == ["level_probs", "area_probs", "title_probs"] and outputs[3:] in ([], ["embedding"])
     meta = sess.get_modelmeta().custom_metadata_map
     labels = json.loads((bundle_dir / "labels.json").read_text())
     assert json.loads(meta["jobtitles.levels"]) == labels["levels"]
@@ -82,8 +93,9 @@ def test_encoder_flops_follow_the_shape_the_manifest_records(bundle_dir, tmp_pat
     for layers in (6, 12):
         folder = tmp_path / str(layers)
         folder.mkdir()
-        for name in ("model.onnx", "tokenizer.json", "labels.json"):
-            (folder / name).symlink_to(bundle_dir / name)
+        for name in ("model.onnx", "tokenizer.json", "tokenizer.json.gz", "labels.json"):
+            if (bundle_dir / name).exists():
+                (folder / name).symlink_to(bundle_dir / name)
         manifest = json.loads((bundle_dir / "manifest.json").read_text(encoding="utf-8"))
         manifest["encoder"]["shape"] = {**six, "layers": layers}
         (folder / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
@@ -109,7 +121,45 @@ def test_bundle_files_match_the_manifest_and_the_committed_head(bundle_dir):
         assert _sha256(bundle_dir / name) == digest, f"{name} changed after the bundle was built"
     assert m["head"]["weights_sha256"] == _sha256(REPO / "models" / "heads" / "default" / "head.pt"), (
         "models/default was not built from models/heads/default: run `jobtitles export`")
-    assert (bundle_dir / "model.onnx").stat().st_size <= 40 * 2**20
+    assert sum(f.stat().st_size for f in bundle_dir.iterdir()) <= 40_000_000  # the 40 MB budget (issue 4)
+
+
+def test_a_title_memory_attached_to_the_real_graph_votes_as_its_numpy_reference(bundle_dir):
+    """The title memory written into the shipped graph (the default ships without one: README, Accuracy,
+    step 8) blends the head's area scores with the vote exactly as :meth:`TitleMemory.blend` does, on real
+    titles: 300 dev titles with their gold areas as the memory, 200 others as the queries."""
+    import numpy as np
+    import onnx
+
+    from jobtitles.bundle import Bundle, load_tokenizer
+    from jobtitles.classifier import encode_batch
+    from jobtitles.evaluation import load_gold
+    from jobtitles.export.title_memory import MEMORY_AREA_INPUT, attach_memory
+    from jobtitles.train.memory import TitleMemory
+
+    bundle = Bundle.load(bundle_dir)
+    model = onnx.load(str(bundle.model_path))
+    outputs = [o.name for o in model.graph.output]
+    if "embedding" not in outputs:  # format 2 kept the normalised embedding internal
+        model.graph.node.append(onnx.helper.make_node("Identity", [FORMAT2_EMBEDDING], ["embedding"]))
+        model.graph.output.append(onnx.helper.make_tensor_value_info("embedding", onnx.TensorProto.FLOAT,
+                                                                        ["batch", None]))
+    tok = load_tokenizer(bundle.tokenizer_path)
+    tok.enable_truncation(max_length=bundle.max_tokens)
+    gold = [g for g in load_gold([str(f) for f in DEV_FILES]) if g.valid and g.area in bundle.areas][:500]
+
+    def run(m, names, texts):
+        ids, mask = encode_batch(tok, texts, bundle.query_prefix, pad_id=1)
+        sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+        return sess.run(names, {"input_ids": ids, "attention_mask": mask})
+
+    [emb] = run(model, ["embedding"], [g.title for g in gold[:300]])
+    memory = TitleMemory.build(emb, np.array([bundle.areas.index(g.area) for g in gold[:300]]), len(bundle.areas))
+    attach_memory(model, memory)
+    model.graph.output.append(onnx.helper.make_tensor_value_info(MEMORY_AREA_INPUT, onnx.TensorProto.FLOAT, None))
+    area, q_emb, head = run(model, ["area_probs", "embedding", MEMORY_AREA_INPUT], [g.title for g in gold[300:]])
+    np.testing.assert_allclose(area, memory.blend(head, q_emb), atol=1e-5)
+    assert (area.argmax(1) != head.argmax(1)).any()  # the memory changes some answers
 
 
 @pytest.mark.slow

@@ -58,8 +58,14 @@ def test_training_with_a_fine_tuning_soup_writes_the_soup_and_its_members(tmp_pa
     fcfg = FinetuneConfig(rank=2, alpha=4, epochs=1, batch_size=8, n_taxonomy=0, max_tokens=16, soup_seeds=(1, 2))
     out, members = tmp_path / "head", tmp_path / "members"
     run_training(encoder, out, tmp_path / "cache", hand_dir=hand, cfg=TrainConfig(max_epochs=3, hidden_dim=16),
-                 progress=False, finetune_cfg=fcfg, members_dir=members)
+                 progress=False, finetune_cfg=fcfg, members_dir=members, title_memory=True)
     report = json.loads((out / "training_report.json").read_text())
+    from jobtitles.train.memory import MemoryTitles
+
+    memory = MemoryTitles.load(out)  # asked for: the distinct hand-labelled training titles with an area
+    assert memory is not None and len(memory.texts) == len(set(memory.texts))
+    assert dict(zip(memory.texts, memory.areas)) == {t: a for t, _, a in TITLES}  # non-titles never vote
+    assert memory.validation and MemoryTitles.load(members / "seed-1") is not None
     assert report["finetune"]["config"]["soup_seeds"] == [1, 2] and len(report["finetune"]["members"]) == 2
     assert set(report["calibration"]) == {"level", "area"}
     assert sorted(p.name for p in members.iterdir()) == ["seed-1", "seed-2"]

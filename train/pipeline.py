@@ -21,6 +21,7 @@ from jobtitles.train.finetune import (  # noqa: E402
     ADAPTER_FILE, Embedder, FinetuneConfig, finetune, finetune_examples, load_encoder, save_adapters, soup_adapters,
     soup_heads,
 )
+from jobtitles.train.memory import MEMORY_FILE, MemoryTitles  # noqa: E402
 from jobtitles.train.rules import TAXONOMY_DIR, KeywordRules  # noqa: E402
 from jobtitles.train.trainer import (  # noqa: E402
     LabelSet, TrainConfig, TrainResult, evaluate_head, fit_title_threshold, print_reports, save_head, train_head,
@@ -54,11 +55,14 @@ def run_training(
     progress: bool = True,
     finetune_cfg: FinetuneConfig | None = None,
     members_dir: str | Path | None = None,
+    title_memory: bool = False,
 ) -> TrainResult:
     """Train a head on frozen embeddings, then (with ``finetune_cfg``) fine-tune encoder adapters and
     head together; save them to ``out_dir``. Taxonomy sources are used when ``shared_dir`` is given.
     With several fine-tuning seeds (a soup), ``members_dir`` also gets each member's head folder
-    (``seed-N``), so members and soup can be exported and compared."""
+    (``seed-N``), so members and soup can be exported and compared. With ``title_memory``, the head
+    folder also keeps the hand-labelled training titles for the bundle's title memory
+    (:mod:`jobtitles.train.memory`)."""
     labels = LabelSet.from_files(levels_file, areas_file)
     rules = KeywordRules.load(levels_file, areas_file)
     train, val, hand_sources = training_split(hand_dir, shared_dir, mix, rules, cfg.seed)
@@ -80,17 +84,19 @@ def run_training(
         "heldout_non_titles": [e.text for e in val if e.source in hand_sources and not e.valid],
         "frozen_encoder": frozen,
     }
+    memory = MemoryTitles.from_examples(train, hand_sources, val) if title_memory else None
     if finetune_cfg is None:
-        return _save(result, val, hand_rows, x_val, None, out_dir, {**extra, "finetune": None})
+        return _save(result, val, hand_rows, x_val, None, out_dir, {**extra, "finetune": None}, memory)
     tuned = _finetune_stage(encoder_dir, result, train, val, hand_sources, hand_rows, finetune_cfg, progress)
     final = tuned[-1]
     if members_dir is not None and len(tuned) > 1:
         for member in tuned[:-1]:
             _save(member.result, val, hand_rows, member.x_val, member, Path(members_dir) / f"seed-{member.cfg.seed}",
-                  {**extra, "finetune": member.report})
+                  {**extra, "finetune": member.report}, memory)
     print("after fine-tuning the encoder:")
     print_reports(final.result.val_reports, final.result.title_validation)
-    return _save(final.result, val, hand_rows, final.x_val, final, out_dir, {**extra, "finetune": final.report})
+    return _save(final.result, val, hand_rows, final.x_val, final, out_dir, {**extra, "finetune": final.report},
+                 memory)
 
 
 @dataclass
@@ -105,15 +111,20 @@ class Finetuned:
 
 
 def _save(result: TrainResult, val: list, hand_rows: np.ndarray, x_val: np.ndarray, tuned: Finetuned | None,
-          out_dir: str | Path, extra: dict) -> TrainResult:
-    """Calibrate the scores on the hand-labelled validation titles, then write the head folder (and the
-    adapters of a fine-tuned encoder; stale ones are removed)."""
+          out_dir: str | Path, extra: dict, memory: MemoryTitles | None) -> TrainResult:
+    """Calibrate the scores on the hand-labelled validation titles, then write the head folder (the
+    adapters of a fine-tuned encoder and the title memory's titles where given; stale ones removed, as
+    ``jobtitles export`` would build them into the bundle)."""
     hand_val = np.flatnonzero(hand_rows)
     calibration = calibrate_head(result.model, x_val[hand_val], [val[i] for i in hand_val], result.labels)
     for task, fit in calibration.items():
         print(f"{task} scores: temperature {fit.temperature} on {fit.n} hand-labelled validation titles, "
               f"NLL {fit.nll_before} -> {fit.nll_after}, ECE {fit.ece_before} -> {fit.ece_after}")
     save_head(result, out_dir, extra={**extra, "calibration": {task: asdict(fit) for task, fit in calibration.items()}})
+    if memory is not None:
+        memory.save(out_dir)
+    elif (Path(out_dir) / MEMORY_FILE).exists():
+        (Path(out_dir) / MEMORY_FILE).unlink()
     adapters = Path(out_dir) / ADAPTER_FILE
     if tuned is not None:
         save_adapters(tuned.bert, tuned.cfg, adapters)

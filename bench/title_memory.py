@@ -1,0 +1,136 @@
+"""The title memory (train/memory.py, export/title_memory.py): how its settings were chosen, and its file
+for an existing head.
+
+Scores a bundle's hand-labelled *validation* titles (the run's held-out split, never the dev set) with
+the area answer blended with a k-nearest-neighbour vote over the run's hand-labelled training titles,
+for the grid registered before it was run (R11, README Accuracy step 8): the bundle's sentence
+embedding or the head's last hidden layer as the space, k in {5, 10, 25}, vote weight in {0.1, 0.2,
+..., 0.7}, softmax temperature 0.05 (full-precision vectors); then the chosen setting in the form the
+bundle carries (memory titles as sign bits, each query quantised to 8 bits). With ``--write``, saves
+``memory.json.gz`` into ``--head`` (the titles, the chosen settings and the validation titles on which
+``jobtitles export`` fits the blended scores' temperature), so that ``jobtitles export --head`` builds a
+bundle with the memory. Heads trained with ``jobtitles train --title-memory`` already have one.
+
+    git archive c6b598a train/data | tar -x -C /tmp/c6   # the data the default head was trained on
+    cp -r models/heads/default /tmp/head-memory           # the default head stays without a memory
+    .venv/bin/python bench/title_memory.py --hand-dir /tmp/c6/train/data --shared ../shared/data \\
+        --head /tmp/head-memory --model models/default [--write]
+    .venv/bin/jobtitles export --head /tmp/head-memory --out /tmp/bundle-memory
+
+``--model`` is a bundle of that head without a memory (the committed default, format 2, or any export of
+a head without ``memory.json.gz``). Needs the [train] extra. The split must be the head's own (same
+data, seed 13): checked against the head's training report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+HIDDEN = "/head/trunk/trunk.7/Mul_1_output_0"  # the head's last hidden layer in the exported graph
+EMBEDDING = "/Div_1_output_0"  # the L2-normalised sentence embedding in a graph of format 2
+KS = (5, 10, 25)
+WEIGHTS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.7)
+TEMPERATURE = 0.05
+
+
+def features(bundle_dir: Path, texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Area probabilities, sentence embeddings and normalised head features of ``texts`` from a bundle."""
+    import onnx
+    import onnxruntime as ort
+
+    from jobtitles.bundle import Bundle
+    from jobtitles.export.bundle_builder import _encoded_batches
+
+    bundle = Bundle.load(bundle_dir)
+    graph = onnx.load(str(bundle.model_path))
+    names = [o.name for o in graph.graph.output]
+    emb_name = "embedding" if "embedding" in names else EMBEDDING
+    for name in {emb_name, HIDDEN} - set(names):
+        graph.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+    session = ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
+    parts = [session.run(["area_probs", emb_name, HIDDEN], {"input_ids": ids, "attention_mask": mask})
+             for ids, mask in _encoded_batches(bundle.tokenizer_path, bundle.query_prefix, texts, 64)]
+    area, emb, hidden = (np.concatenate([p[i] for p in parts]) for i in range(3))
+    return area, emb, hidden / np.linalg.norm(hidden, axis=1, keepdims=True)
+
+
+def vote(query: np.ndarray, memory: np.ndarray, labels: np.ndarray, k: int, n_areas: int) -> np.ndarray:
+    """The k nearest memory rows' areas, weighted by softmax(cosine / TEMPERATURE) (float memory)."""
+    sim = query @ memory.T
+    top = np.argsort(-sim, axis=1, kind="stable")[:, :k]
+    near = np.take_along_axis(sim, top, axis=1) / TEMPERATURE
+    w = np.exp(near - near.max(axis=1, keepdims=True))
+    w /= w.sum(axis=1, keepdims=True)
+    out = np.zeros((len(query), n_areas), dtype=np.float32)
+    np.add.at(out, (np.arange(len(query))[:, None], labels[top]), w)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--hand-dir", type=Path, required=True, help="train/data as the head was trained on")
+    ap.add_argument("--shared", type=Path, required=True, help="reference data folder (../shared/data)")
+    ap.add_argument("--head", type=Path, required=True)
+    ap.add_argument("--model", type=Path, required=True, help="a bundle of that head without a title memory")
+    ap.add_argument("--seed", type=int, default=13)
+    ap.add_argument("--write", action="store_true", help="save the head's memory.json.gz with the chosen settings")
+    args = ap.parse_args()
+
+    from jobtitles.bundle import Bundle
+    from jobtitles.export.title_memory import TitleMemory
+    from jobtitles.train.data import DEFAULT_MIX
+    from jobtitles.train.memory import MemorySettings, MemoryTitles
+    from jobtitles.train.pipeline import training_split
+    from jobtitles.train.rules import TAXONOMY_DIR, KeywordRules
+    from jobtitles.train.trainer import TRAINING_REPORT
+
+    rules = KeywordRules.load(TAXONOMY_DIR / "levels.json", TAXONOMY_DIR / "areas.json")
+    train, val, hand_sources = training_split(args.hand_dir, args.shared, DEFAULT_MIX, rules, args.seed)
+    report = json.loads((args.head / TRAINING_REPORT).read_text(encoding="utf-8"))
+    if {e.text for e in val if e.source in hand_sources and e.valid} != set(report["heldout_titles"]):
+        raise SystemExit("the validation split differs from the head's: pass the train/data it was trained on")
+    titles = MemoryTitles.from_examples(train, hand_sources, val)
+    rows = [e for e in val if e.source in hand_sources and e.valid and e.area is not None]
+    areas = Bundle.load(args.model).areas
+    index = {a: i for i, a in enumerate(areas)}
+    labels = np.array([index[a] for a in titles.areas])
+    accepted = [{index[a] for a in (e.area, *e.alt_areas) if a in index} for e in rows]
+    english = np.array([e.language == "en" for e in rows])
+    print(f"memory: {len(titles.texts)} hand-labelled training titles; validation: {len(rows)} titles")
+    _, mem_emb, mem_hidden = features(args.model, titles.texts)
+    head_area, val_emb, val_hidden = features(args.model, [e.text for e in rows])
+
+    def score(p: np.ndarray) -> tuple[float, float, float]:
+        right = np.array([a in s for a, s in zip(p.argmax(1), accepted)])
+        return float(right.mean()), float(right[english].mean()), float(right[~english].mean())
+
+    base = score(head_area)
+    print(f"head alone: validation area accuracy {base[0]:.4f} (English {base[1]:.4f}, other {base[2]:.4f})")
+    best = (base[0], 0.0, KS[0], "embedding")
+    for space, query, memory in (("embedding", val_emb, mem_emb), ("head features", val_hidden, mem_hidden)):
+        for k in KS:
+            votes = vote(query, memory, labels, k, len(areas))
+            for w in WEIGHTS:
+                acc = score((1 - w) * head_area + w * votes)
+                print(f"{space:13} k {k:2} weight {w}: {acc[0]:.4f} (English {acc[1]:.4f}, other {acc[2]:.4f})")
+                if acc[0] > best[0] + 1e-12:
+                    best = (acc[0], w, k, space)
+    print(f"chosen: {best[3]}, k {best[2]}, weight {best[1]}: {best[0]:.4f} ({best[0] - base[0]:+.4f} over the head)")
+    if best[3] != "embedding" or best[1] == 0:
+        raise SystemExit("the chosen setting is not one the bundle's memory can carry (sentence embedding, weight > 0)")
+    settings = MemorySettings(k=best[2], weight=best[1], temperature=TEMPERATURE)
+    bits = TitleMemory.build(mem_emb, labels, len(areas), settings)
+    acc = score(bits.blend(head_area, val_emb))
+    print(f"the same as the bundle carries it (sign bits, {bits.codes.nbytes} bytes; 8-bit queries): {acc[0]:.4f} "
+          f"(English {acc[1]:.4f}, other {acc[2]:.4f})")
+    if args.write:
+        path = MemoryTitles(titles.texts, titles.areas, settings, titles.validation).save(args.head)
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
