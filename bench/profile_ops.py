@@ -20,9 +20,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 def main() -> None:
     import onnxruntime as ort
-    from tokenizers import Tokenizer
 
-    from jobtitles.bundle import Bundle
+    from jobtitles.bundle import Bundle, load_tokenizer
     from jobtitles.classifier import OnnxSession, encode_batch
     from jobtitles.int8_kernels import choose_kernel, recode_signed_weights
 
@@ -36,7 +35,7 @@ def main() -> None:
               for line in path.read_text(encoding="utf-8").splitlines()]
     random.Random(0).shuffle(titles)
     titles = sorted(titles[: args.titles], key=len)
-    tok = Tokenizer.from_file(str(bundle.tokenizer_path))
+    tok = load_tokenizer(bundle.tokenizer_path)
     tok.enable_truncation(max_length=bundle.max_tokens)
     opts = ort.SessionOptions()
     opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, OnnxSession.OPTIMIZATION)

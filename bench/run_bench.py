@@ -259,12 +259,10 @@ def sweep(bundle: str, titles: list[str], batch_sizes=(8, 16, 32, 64, 128), thre
 
 def encoder_flops_per_title(bundle: str, titles: list[str]) -> dict:
     """Encoder FLOPs for a title of the mean token count (matmuls + attention), from the bundle's config."""
-    from tokenizers import Tokenizer
-
-    from jobtitles.bundle import Bundle
+    from jobtitles.bundle import Bundle, load_tokenizer
 
     b = Bundle.load(bundle)
-    tok = Tokenizer.from_file(str(b.tokenizer_path))
+    tok = load_tokenizer(b.tokenizer_path)
     lengths = [len(e.ids) for e in tok.encode_batch([b.query_prefix + t for t in titles])]
     mean_tokens = sum(lengths) / len(lengths)
     shape = b.manifest.get("encoder", {}).get("shape") or {}  # bundles before 6 Dec 2026: e5-small's shape

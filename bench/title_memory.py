@@ -5,11 +5,15 @@ Scores a bundle's hand-labelled *validation* titles (the run's held-out split, n
 the area answer blended with a k-nearest-neighbour vote over the run's hand-labelled training titles,
 for the grid registered before it was run (R11, README Accuracy step 8): the bundle's sentence
 embedding or the head's last hidden layer as the space, k in {5, 10, 25}, vote weight in {0.1, 0.2,
-..., 0.7}, softmax temperature 0.05 (full-precision vectors); then the chosen setting in the form the
-bundle carries (memory titles as sign bits, each query quantised to 8 bits). With ``--write``, saves
-``memory.json.gz`` into ``--head`` (the titles, the chosen settings and the validation titles on which
-``jobtitles export`` fits the blended scores' temperature), so that ``jobtitles export --head`` builds a
-bundle with the memory. Heads trained with ``jobtitles train --title-memory`` already have one.
+..., 0.7}, softmax temperature 0.05 (full-precision vectors, the head and the vote averaged). Then, at
+the chosen k and in the form the bundle carries (memory titles as sign bits, each query quantised to 8
+bits), the grid registered for R12: log-linear pooling ``(1 - w) log(head) + w log(vote + floor)``, w in
+{0.3, 0.5, 0.7}, floor in {0.1, 0.05, 0.01}, each with the temperature ``jobtitles export`` would fit;
+the most accurate setting whose calibration error stays within 0.01 of the head's is chosen. With
+``--write``, saves ``memory.json.gz`` into ``--head`` (the titles, the chosen settings and the
+validation titles on which ``jobtitles export`` fits the pooled scores' temperature), so that
+``jobtitles export --head`` builds a bundle with the memory. Heads trained with
+``jobtitles train --title-memory`` already have one.
 
     git archive c6b598a train/data | tar -x -C /tmp/c6   # the data the default head was trained on
     cp -r models/heads/default /tmp/head-memory           # the default head stays without a memory
@@ -35,6 +39,9 @@ EMBEDDING = "/Div_1_output_0"  # the L2-normalised sentence embedding in a graph
 KS = (5, 10, 25)
 WEIGHTS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.7)
 TEMPERATURE = 0.05
+POOL_WEIGHTS = (0.3, 0.5, 0.7)  # R12: share of the vote in the log-linear pooling
+VOTE_FLOORS = (0.1, 0.05, 0.01)  # R12: added to the vote before its log (ties go to the earlier entry)
+ECE_MARGIN = 0.01  # R12: how much calibration error over the head's a chosen setting may add
 
 
 def features(bundle_dir: Path, texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -83,7 +90,8 @@ def main() -> None:
     from jobtitles.bundle import Bundle
     from jobtitles.export.title_memory import TitleMemory
     from jobtitles.train.data import DEFAULT_MIX
-    from jobtitles.train.memory import MemorySettings, MemoryTitles
+    from jobtitles.train.calibration import fit_temperature
+    from jobtitles.train.memory import MIN_PROB, MemorySettings, MemoryTitles
     from jobtitles.train.pipeline import training_split
     from jobtitles.train.rules import TAXONOMY_DIR, KeywordRules
     from jobtitles.train.trainer import TRAINING_REPORT
@@ -122,11 +130,32 @@ def main() -> None:
     print(f"chosen: {best[3]}, k {best[2]}, weight {best[1]}: {best[0]:.4f} ({best[0] - base[0]:+.4f} over the head)")
     if best[3] != "embedding" or best[1] == 0:
         raise SystemExit("the chosen setting is not one the bundle's memory can carry (sentence embedding, weight > 0)")
-    settings = MemorySettings(k=best[2], weight=best[1], temperature=TEMPERATURE)
-    bits = TitleMemory.build(mem_emb, labels, len(areas), settings)
-    acc = score(bits.blend(head_area, val_emb))
-    print(f"the same as the bundle carries it (sign bits, {bits.codes.nbytes} bytes; 8-bit queries): {acc[0]:.4f} "
-          f"(English {acc[1]:.4f}, other {acc[2]:.4f})")
+    # R12: the memory as the bundle carries it (sign bits, 8-bit queries) at the chosen k, pooled with the head
+    # log-linearly; each setting's scores get the temperature export would fit, and only settings whose area
+    # scores stay calibrated (ECE <= the head's validation ECE + 0.01) may be chosen
+    accepted_mask = np.zeros(head_area.shape, dtype=bool)
+    for r, s in enumerate(accepted):
+        accepted_mask[r, list(s)] = True
+    bits = TitleMemory.build(mem_emb, labels, len(areas), MemorySettings(k=best[2], temperature=TEMPERATURE))
+    votes = bits.vote(val_emb)
+    head_log = np.log(np.maximum(head_area, MIN_PROB))
+    head_ece = fit_temperature(head_log, accepted_mask).ece_after
+    print(f"log-linear pooling (sign-bit memory, 8-bit queries, k {best[2]}); head alone: calibration error "
+          f"{head_ece:.4f} after its temperature")
+    chosen = None
+    for w in POOL_WEIGHTS:
+        for floor in VOTE_FLOORS:
+            logits = (1 - w) * head_log + w * np.log(votes + floor)
+            acc, fit = score(logits), fit_temperature(logits, accepted_mask)
+            print(f"  weight {w} vote floor {floor}: {acc[0]:.4f} (English {acc[1]:.4f}, other {acc[2]:.4f}), "
+                  f"temperature {fit.temperature}, calibration error {fit.ece_after:.4f}")
+            if fit.ece_after <= head_ece + ECE_MARGIN and (chosen is None or acc[0] > chosen[0] + 1e-12):
+                chosen = (acc[0], w, floor)
+    if chosen is None:
+        raise SystemExit("no pooling setting keeps the area scores calibrated")
+    print(f"chosen: weight {chosen[1]}, vote floor {chosen[2]}: {chosen[0]:.4f} "
+          f"({chosen[0] - base[0]:+.4f} over the head)")
+    settings = MemorySettings(k=best[2], weight=chosen[1], vote_floor=chosen[2], temperature=TEMPERATURE)
     if args.write:
         path = MemoryTitles(titles.texts, titles.areas, settings, titles.validation).save(args.head)
         print(f"wrote {path}")

@@ -140,7 +140,7 @@ def bundle_outputs(model_path: Path, tokenizer_path: Path, prefix: str, texts: l
 def add_title_memory(model_path: Path, tokenizer_path: Path, prefix: str, titles: MemoryTitles,
                      areas: list[str]) -> tuple[TitleMemory, dict | None]:
     """Embed the memory titles with the bundle's own graph (the embeddings the runtime compares against),
-    write the memory into the graph at ``model_path``, then fit the blended scores' temperature on the
+    write the memory into the graph at ``model_path``, then fit the pooled scores' temperature on the
     head's validation titles through that graph (minimum NLL of the accepted areas, as
     :mod:`jobtitles.train.calibration` does for the head). Returns the memory and the fit (None without
     validation titles)."""
@@ -195,13 +195,13 @@ def calibration_titles(exclude: set[str], n: int = N_CALIBRATION, sources: set[s
     return texts[::step][:n]
 
 
-def default_version(report: dict, head_dir: Path) -> str:
+def default_version(report: dict, head_dir: Path, title_memory: bool = True) -> str:
     """``YYYY.MM.DD-<8 hex>``: the day the head was trained and the start of its weights' sha256 (with a
     title memory: of the weights' and the memory file's sha256 together), so two models trained on one
     day get different versions and re-exporting one head keeps its version."""
     day = (report.get("created") or time.strftime("%Y-%m-%d", time.gmtime()))[:10].replace("-", ".")
     digest = sha256_file(head_dir / HEAD_WEIGHTS)
-    if (head_dir / MEMORY_FILE).exists():
+    if title_memory and (head_dir / MEMORY_FILE).exists():
         import hashlib
 
         digest = hashlib.sha256(f"{digest} {sha256_file(head_dir / MEMORY_FILE)}".encode()).hexdigest()
@@ -250,9 +250,9 @@ def _model_card(manifest: dict) -> str:
     if mem:
         lines.append(f"- Title memory: the {mem['k']} most similar of {mem['titles']} hand-labelled training titles "
                      f"({mem['bits_per_title']} sign bits each, {mem['bytes'] / 1e6:.2f} MB) vote for their area with "
-                     f"weights softmax(similarity / {mem['temperature']}); the area scores are {1 - mem['weight']:g} × "
-                     f"the head's + {mem['weight']:g} × the vote, sharpened by a temperature of "
-                     f"{mem.get('output_temperature', 1.0)} fitted on the head's validation titles.")
+                     f"weights softmax(similarity / {mem['temperature']}); the area scores are softmax(("
+                     f"{1 - mem['weight']:g} × log(head) + {mem['weight']:g} × log(vote + {mem.get('vote_floor')})) / "
+                     f"{mem.get('output_temperature', 1.0)}), the temperature fitted on the head's validation titles.")
     det = manifest.get("title_detector", {})
     if det:
         v = det.get("validation") or {}
@@ -293,9 +293,11 @@ def encoder_shape(config) -> dict[str, int]:
 
 def build_bundle(encoder_dir: str | Path, head_dir: str | Path, out_dir: str | Path,
                  parity_titles: list[str] | None = None, bundle_version: str | None = None,
-                 vocab: str | Path | None = None, embedding_bits: int = 4, quantize: bool = True) -> dict:
-    """Export, quantize (unless ``quantize`` is False: the fp32 reference bundle), write tokenizer /
-    labels / manifest / model card, check parity; returns the manifest."""
+                 vocab: str | Path | None = None, embedding_bits: int = 4, quantize: bool = True,
+                 title_memory: bool = True) -> dict:
+    """Export, quantize (unless ``quantize`` is False: the fp32 reference bundle), build in the head's
+    title memory (where it has one, unless ``title_memory`` is False), write tokenizer / labels /
+    manifest / model card, check parity; returns the manifest."""
     encoder_dir, head_dir, out = Path(encoder_dir), Path(head_dir), Path(out_dir)
     head, labels = load_head(head_dir)
     adapters = head_dir / ADAPTER_FILE if (head_dir / ADAPTER_FILE).exists() else None
@@ -332,12 +334,12 @@ def build_bundle(encoder_dir: str | Path, head_dir: str | Path, out_dir: str | P
             else:
                 shutil.copy(fp32, tmp_out / MODEL_FILE)
                 quant = None
-        memory_titles = MemoryTitles.load(head_dir)
+        memory_titles = MemoryTitles.load(head_dir) if title_memory else None
         memory, memory_fit = (add_title_memory(tmp_out / MODEL_FILE, tokenizer, prefix, memory_titles, labels.areas)
                               if memory_titles is not None else (None, None))
         (tmp_out / LABELS_FILE).write_text(json.dumps({"levels": labels.levels, "areas": labels.areas}, indent=2,
                                                       ensure_ascii=False) + "\n", encoding="utf-8")
-        version = bundle_version or default_version(report, head_dir)
+        version = bundle_version or default_version(report, head_dir, memory_titles is not None)
         manifest = {
             "format_version": BUNDLE_FORMAT_VERSION,
             "bundle_version": version,

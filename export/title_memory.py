@@ -1,8 +1,8 @@
 """Write a title memory (:class:`jobtitles.train.memory.TitleMemory`) into an exported graph.
 
-The graph must output ``embedding`` and ``area_probs``; the head's area output is renamed and feeds
-the blend, whose result takes the name ``area_probs``, so the runtime reads the same outputs. The
-packed sign bits are stored as they are (0.84 MB for 17,485 titles) and unpacked by a constant
+The graph must output ``embedding`` and ``area_probs``; the head's area output is renamed and is
+pooled with the memory's vote, whose result takes the name ``area_probs``, so the runtime reads the
+same outputs. The packed sign bits are stored as they are (0.84 MB for 17,485 titles) and unpacked by a constant
 ``Gather`` that onnxruntime folds once when the session is built. The similarities are a
 ``MatMulInteger`` of the input's quantised centred embedding, shifted to uint8 [1, 255] (zero point
 128), against the int8 memory: exact, since no pair sum (at most 2 x 255) can saturate the kernel's
@@ -44,7 +44,7 @@ def attach_memory(model, memory: TitleMemory, embedding: str = "embedding", area
         raise ValueError(f"the graph must output {embedding!r} and {area!r} to take a title memory")
     if MEMORY_AREA_INPUT in {init.name for init in graph.initializer} | {o for n in graph.node for o in n.output}:
         raise ValueError("this graph already carries a title memory")
-    for node in graph.node:  # the head's area output becomes the blend's input
+    for node in graph.node:  # the head's area output becomes the pooling's input
         node.output[:] = [MEMORY_AREA_INPUT if o == area else o for o in node.output]
         node.input[:] = [MEMORY_AREA_INPUT if i == area else i for i in node.input]
     s = memory.settings
@@ -67,6 +67,7 @@ def attach_memory(model, memory: TitleMemory, embedding: str = "embedding", area
         "memory/min_prob": np.array(MIN_PROB, dtype=np.float32),
         OUTPUT_TEMPERATURE: np.array(memory.output_temperature, dtype=np.float32),
         "memory/vote_share": np.array(s.weight, dtype=np.float32),
+        "memory/vote_floor": np.array(s.vote_floor, dtype=np.float32),
     }
     graph.initializer.extend(numpy_helper.from_array(v, name=k) for k, v in consts.items())
     n = helper.make_node
@@ -103,14 +104,16 @@ def attach_memory(model, memory: TitleMemory, embedding: str = "embedding", area
         n("Unsqueeze", ["memory/near_w", "memory/axis2"], ["memory/near_w3"]),
         n("Mul", ["memory/near_onehot", "memory/near_w3"], ["memory/weighted"]),
         n("ReduceSum", ["memory/weighted", "memory/axis1"], ["memory/vote"], keepdims=0),
-        # the blend
-        n("Mul", [MEMORY_AREA_INPUT, "memory/head_share"], ["memory/head_part"]),
-        n("Mul", ["memory/vote", "memory/vote_share"], ["memory/vote_part"]),
-        n("Add", ["memory/head_part", "memory/vote_part"], ["memory/mixed"]),
-        # sharpened by the output temperature: softmax(log(mixed) / T)
-        n("Max", ["memory/mixed", "memory/min_prob"], ["memory/mixed_floor"]),
-        n("Log", ["memory/mixed_floor"], ["memory/mixed_log"]),
-        n("Div", ["memory/mixed_log", OUTPUT_TEMPERATURE], ["memory/mixed_logits"]),
-        n("Softmax", ["memory/mixed_logits"], [area], axis=-1),
+        # log-linear pooling with the head: (1 - w) log(max(head, min_prob)) + w log(vote + floor)
+        n("Max", [MEMORY_AREA_INPUT, "memory/min_prob"], ["memory/head_floor"]),
+        n("Log", ["memory/head_floor"], ["memory/head_log"]),
+        n("Mul", ["memory/head_log", "memory/head_share"], ["memory/head_part"]),
+        n("Add", ["memory/vote", "memory/vote_floor"], ["memory/vote_floored"]),
+        n("Log", ["memory/vote_floored"], ["memory/vote_log"]),
+        n("Mul", ["memory/vote_log", "memory/vote_share"], ["memory/vote_part"]),
+        n("Add", ["memory/head_part", "memory/vote_part"], ["memory/pooled"]),
+        # back to probabilities at the output temperature
+        n("Div", ["memory/pooled", OUTPUT_TEMPERATURE], ["memory/pooled_logits"]),
+        n("Softmax", ["memory/pooled_logits"], [area], axis=-1),
     ])
     onnx.checker.check_model(model)

@@ -120,10 +120,10 @@ def classify(source, input_format, field_name, column, output_format, output, ke
 @click.option("--area-set-loss", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True,
               help="Share of the area loss given to -log P(acceptable set): the labelled area and its alt_areas, "
                    "the answers `evaluate` counts as right (0 = cross-entropy on the labelled area only).")
-@click.option("--title-memory", is_flag=True,
-              help="Also save the hand-labelled training titles as a title memory: `jobtitles export` then blends "
-                   "a 5-nearest-neighbour vote over them into the area scores (higher English area accuracy, "
-                   "less calibrated area scores; off in the default: README, Accuracy, step 8).")
+@click.option("--title-memory/--no-title-memory", default=True, show_default=True,
+              help="Save the hand-labelled training titles beside the head as a title memory: `jobtitles export` "
+                   "then pools a 5-nearest-neighbour vote over them with the area scores (+1.7 points of English "
+                   "area on the dev set: README, Accuracy, step 8).")
 def train(encoder, out, shared, cache, levels, areas, seed, finetune, finetune_epochs, finetune_rank,
           finetune_noise, finetune_seeds, members_out, finetune_vocab, area_set_loss, title_memory) -> None:
     """Train the classification head, then fine-tune encoder adapters with it (needs the [train] extra)."""
@@ -163,7 +163,9 @@ def train(encoder, out, shared, cache, levels, areas, seed, finetune, finetune_e
 @click.option("--compare-with", type=click.Path(file_okay=False, exists=True), default=None,
               help="After exporting, compare the new bundle's answers on the head's held-out titles with this "
                    "bundle's (e.g. the shipped one); exit 1 unless they match (jobtitles.export.reproduce).")
-def export(encoder, head, out, vocab, if_missing, fp32, compare_with) -> None:
+@click.option("--title-memory/--no-title-memory", default=True, show_default=True,
+              help="Build the head's title memory (memory.json.gz, where it has one) into the bundle.")
+def export(encoder, head, out, vocab, if_missing, fp32, compare_with, title_memory) -> None:
     """Export encoder + head to one quantized ONNX bundle and check parity (needs the [train] extra)."""
     if if_missing:
         try:
@@ -177,7 +179,7 @@ def export(encoder, head, out, vocab, if_missing, fp32, compare_with) -> None:
 
     _check_vocab_file(vocab, "--vocab")
     enc = _ensure_encoder(Path(encoder))
-    manifest = build_bundle(enc, head, out, vocab=vocab or None, quantize=not fp32)
+    manifest = build_bundle(enc, head, out, vocab=vocab or None, quantize=not fp32, title_memory=title_memory)
     par = manifest["parity"]
     click.echo(f"bundle {manifest['bundle_version']} written to {out}")
     click.echo(f"parity vs PyTorch on {par['n_titles']} held-out titles: level top-1 "

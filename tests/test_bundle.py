@@ -124,41 +124,56 @@ def test_bundle_files_match_the_manifest_and_the_committed_head(bundle_dir):
     assert sum(f.stat().st_size for f in bundle_dir.iterdir()) <= 40_000_000  # the 40 MB budget (issue 4)
 
 
-def test_a_title_memory_attached_to_the_real_graph_votes_as_its_numpy_reference(bundle_dir):
-    """The title memory written into the shipped graph (the default ships without one: README, Accuracy,
-    step 8) blends the head's area scores with the vote exactly as :meth:`TitleMemory.blend` does, on real
-    titles: 300 dev titles with their gold areas as the memory, 200 others as the queries."""
+def _dev_run(model, names, texts, bundle):
+    """``names`` of an ONNX ``model`` for ``texts``, tokenised as the runtime does."""
+    from jobtitles.bundle import load_tokenizer
+    from jobtitles.classifier import encode_batch
+
+    tok = load_tokenizer(bundle.tokenizer_path)
+    tok.enable_truncation(max_length=bundle.max_tokens)
+    ids, mask = encode_batch(tok, texts, bundle.query_prefix, pad_id=1)
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return sess.run(names, {"input_ids": ids, "attention_mask": mask})
+
+
+def test_the_title_memory_in_the_graph_votes_as_its_numpy_reference(bundle_dir):
+    """The bundle's title memory pools the head's area scores with the vote exactly as
+    :meth:`TitleMemory.blend` does, on real titles. A bundle without one gets a memory of 300 dev titles
+    (their gold areas) attached here, so the graph surgery is checked on the real graph either way."""
     import numpy as np
     import onnx
+    from onnx import numpy_helper
 
-    from jobtitles.bundle import Bundle, load_tokenizer
-    from jobtitles.classifier import encode_batch
+    from jobtitles.bundle import Bundle
     from jobtitles.evaluation import load_gold
-    from jobtitles.export.title_memory import MEMORY_AREA_INPUT, attach_memory
-    from jobtitles.train.memory import TitleMemory
+    from jobtitles.export.title_memory import MEMORY_AREA_INPUT, OUTPUT_TEMPERATURE, attach_memory
+    from jobtitles.train.memory import MemorySettings, TitleMemory
 
     bundle = Bundle.load(bundle_dir)
     model = onnx.load(str(bundle.model_path))
-    outputs = [o.name for o in model.graph.output]
-    if "embedding" not in outputs:  # format 2 kept the normalised embedding internal
-        model.graph.node.append(onnx.helper.make_node("Identity", [FORMAT2_EMBEDDING], ["embedding"]))
-        model.graph.output.append(onnx.helper.make_tensor_value_info("embedding", onnx.TensorProto.FLOAT,
-                                                                        ["batch", None]))
-    tok = load_tokenizer(bundle.tokenizer_path)
-    tok.enable_truncation(max_length=bundle.max_tokens)
     gold = [g for g in load_gold([str(f) for f in DEV_FILES]) if g.valid and g.area in bundle.areas][:500]
-
-    def run(m, names, texts):
-        ids, mask = encode_batch(tok, texts, bundle.query_prefix, pad_id=1)
-        sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
-        return sess.run(names, {"input_ids": ids, "attention_mask": mask})
-
-    [emb] = run(model, ["embedding"], [g.title for g in gold[:300]])
-    memory = TitleMemory.build(emb, np.array([bundle.areas.index(g.area) for g in gold[:300]]), len(bundle.areas))
-    attach_memory(model, memory)
+    mem = bundle.manifest.get("title_memory")
+    if mem:
+        init = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer if i.name.startswith("memory/")}
+        settings = MemorySettings(**{k: mem[k] for k in ("k", "weight", "vote_floor", "temperature")})
+        memory = TitleMemory(init["memory/codes"], init["memory/labels"].astype(np.int64), init["memory/centre"],
+                             len(bundle.areas), settings, float(init[OUTPUT_TEMPERATURE]))
+        assert abs(memory.output_temperature - mem["output_temperature"]) < 1e-6 and len(memory.codes) == mem["titles"]
+        queries = gold
+    else:
+        if "embedding" not in [o.name for o in model.graph.output]:  # format 2 kept it internal
+            model.graph.node.append(onnx.helper.make_node("Identity", [FORMAT2_EMBEDDING], ["embedding"]))
+            model.graph.output.append(onnx.helper.make_tensor_value_info("embedding", onnx.TensorProto.FLOAT,
+                                                                         ["batch", None]))
+        [emb] = _dev_run(model, ["embedding"], [g.title for g in gold[:300]], bundle)
+        memory = TitleMemory.build(emb, np.array([bundle.areas.index(g.area) for g in gold[:300]]),
+                                   len(bundle.areas))
+        attach_memory(model, memory)
+        queries = gold[300:]
     model.graph.output.append(onnx.helper.make_tensor_value_info(MEMORY_AREA_INPUT, onnx.TensorProto.FLOAT, None))
-    area, q_emb, head = run(model, ["area_probs", "embedding", MEMORY_AREA_INPUT], [g.title for g in gold[300:]])
-    np.testing.assert_allclose(area, memory.blend(head, q_emb), atol=1e-5)
+    area, emb, head = _dev_run(model, ["area_probs", "embedding", MEMORY_AREA_INPUT], [g.title for g in queries],
+                               bundle)
+    np.testing.assert_allclose(area, memory.blend(head, emb), atol=1e-5)
     assert (area.argmax(1) != head.argmax(1)).any()  # the memory changes some answers
 
 

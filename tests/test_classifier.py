@@ -91,12 +91,11 @@ def test_cache_returns_the_same_answers_and_stays_bounded(bundle_dir):
 
 def test_the_session_s_optimization_level_gives_the_same_outputs_as_all_optimizations(bundle_dir):
     """The session skips ORT_ENABLE_ALL's layout passes for a faster cold start: this proves they change nothing."""
-    from jobtitles.bundle import Bundle
+    from jobtitles.bundle import Bundle, load_tokenizer
     from jobtitles.classifier import OnnxSession, encode_batch
-    from tokenizers import Tokenizer
 
     bundle = Bundle.load(bundle_dir)
-    tok = Tokenizer.from_file(str(bundle.tokenizer_path))
+    tok = load_tokenizer(bundle.tokenizer_path)
     titles = ["Senior Data Engineer", "Kat Görevlisi (Otel)", "店长", "Praktikant (m/w/d) Marketing", "Apply now"] * 3
     ids, mask = encode_batch(tok, titles, bundle.query_prefix, 1)
     used = OnnxSession(bundle.model_path).run(ids, mask)

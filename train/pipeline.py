@@ -55,7 +55,7 @@ def run_training(
     progress: bool = True,
     finetune_cfg: FinetuneConfig | None = None,
     members_dir: str | Path | None = None,
-    title_memory: bool = False,
+    title_memory: bool = True,
 ) -> TrainResult:
     """Train a head on frozen embeddings, then (with ``finetune_cfg``) fine-tune encoder adapters and
     head together; save them to ``out_dir``. Taxonomy sources are used when ``shared_dir`` is given.
