@@ -56,7 +56,7 @@ def _hand_area_examples(examples: list[Example], hand_sources: set[str]) -> list
 class MemoryTitles:
     """The memory's titles (cleaned, as trained on) and their labelled areas, the vote's settings, and
     the run's hand-labelled validation titles with their accepted areas (the label and its
-    alternatives), on which ``jobtitles export`` fits the blended scores' temperature."""
+    alternatives), on which ``jobtitles export`` fits the pooled scores' temperature."""
 
     texts: list[str]
     areas: list[str]
