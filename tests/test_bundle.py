@@ -212,3 +212,19 @@ def test_the_manifest_is_json_with_one_top_level_key_per_line():
     assert json.loads(text) == manifest
     assert text.splitlines()[1:-1] == [f'"{k}": {json.dumps(v, ensure_ascii=False, separators=(",", ":"))}'
                                        + ("," if k != "training" else "") for k, v in manifest.items()]
+
+
+@needs_torch
+def test_the_version_names_the_title_memory_only_when_the_bundle_carries_it(tmp_path):
+    """Two bundles of one head, with and without its memory (`jobtitles export --no-title-memory`), never share
+    a version; without a memory the version is the one the head alone always had."""
+    from jobtitles.export.bundle_builder import default_version
+
+    (tmp_path / "head.pt").write_bytes(b"weights")
+    report = {"created": "2026-12-06T10:00:00"}
+    alone = default_version(report, tmp_path)
+    assert alone == "2026.12.06-" + hashlib.sha256(b"weights").hexdigest()[:8]
+    (tmp_path / "memory.json.gz").write_bytes(b"titles")
+    with_memory = default_version(report, tmp_path)
+    assert with_memory != alone and re.fullmatch(r"2026\.12\.06-[0-9a-f]{8}", with_memory)
+    assert default_version(report, tmp_path, title_memory=False) == alone
