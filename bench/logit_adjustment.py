@@ -19,7 +19,6 @@ the script checks the held-out titles against the head's training report.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 from pathlib import Path
 
@@ -42,18 +41,16 @@ def main() -> None:
     import torch
 
     from jobtitles.classifier import Classifier
-    from jobtitles.train.data import DEFAULT_MIX
     from jobtitles.train.finetune import finetune_examples
-    from jobtitles.train.pipeline import training_split
-    from jobtitles.train.rules import TAXONOMY_DIR, KeywordRules
-    from jobtitles.train.trainer import HEAD_WEIGHTS, TRAINING_REPORT, LabelSet, class_weights, encode_labels
+    from jobtitles.train.pipeline import head_split
+    from jobtitles.train.rules import TAXONOMY_DIR
+    from jobtitles.train.trainer import HEAD_WEIGHTS, LabelSet, class_weights, encode_labels
 
     labels = LabelSet.from_files(TAXONOMY_DIR / "levels.json", TAXONOMY_DIR / "areas.json")
-    rules = KeywordRules.load(TAXONOMY_DIR / "levels.json", TAXONOMY_DIR / "areas.json")
-    train, val, hand_sources = training_split(args.hand_dir, args.shared, DEFAULT_MIX, rules, args.seed)
-    report = json.loads((args.head / TRAINING_REPORT).read_text(encoding="utf-8"))
-    if {e.text for e in val if e.source in hand_sources and e.valid} != set(report["heldout_titles"]):
-        raise SystemExit("the validation split differs from the head's: pass the train/data it was trained on")
+    try:
+        train, val, hand_sources = head_split(args.head, args.hand_dir, args.shared, args.seed)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from exc
     _, ya, w = encode_labels(finetune_examples(train, hand_sources, args.n_taxonomy, args.seed), labels)
     log_cw = np.log(class_weights(ya, w, len(labels.areas)).numpy())
 

@@ -12,24 +12,24 @@ bits), the grid registered for R12: log-linear pooling ``(1 - w) log(head) + w l
 the most accurate setting whose calibration error stays within 0.01 of the head's is chosen. With
 ``--write``, saves ``memory.json.gz`` into ``--head`` (the titles, the chosen settings and the
 validation titles on which ``jobtitles export`` fits the pooled scores' temperature), so that
-``jobtitles export --head`` builds a bundle with the memory. Heads trained with
-``jobtitles train --title-memory`` already have one.
+``jobtitles export --head`` builds a bundle with the memory. Heads trained by ``jobtitles train``
+already have one (the default head's was written by this script).
 
     git archive c6b598a train/data | tar -x -C /tmp/c6   # the data the default head was trained on
-    cp -r models/heads/default /tmp/head-memory           # the default head stays without a memory
+    .venv/bin/jobtitles export --no-title-memory --out /tmp/no-memory   # the head's answers alone
+    cp -r models/heads/default /tmp/head-memory           # --write replaces the copy's memory file
     .venv/bin/python bench/title_memory.py --hand-dir /tmp/c6/train/data --shared ../shared/data \\
-        --head /tmp/head-memory --model models/default [--write]
+        --head /tmp/head-memory --model /tmp/no-memory [--write]
     .venv/bin/jobtitles export --head /tmp/head-memory --out /tmp/bundle-memory
 
-``--model`` is a bundle of that head without a memory (the committed default, format 2, or any export of
-a head without ``memory.json.gz``). Needs the [train] extra. The split must be the head's own (same
-data, seed 13): checked against the head's training report.
+``--model`` is a bundle of that head without a memory (format 2, or an export with ``--no-title-memory``).
+Needs the [train] extra. The split must be the head's own (same data, seed 13): checked against the
+head's training report.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
@@ -45,36 +45,24 @@ ECE_MARGIN = 0.01  # R12: how much calibration error over the head's a chosen se
 
 
 def features(bundle_dir: Path, texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Area probabilities, sentence embeddings and normalised head features of ``texts`` from a bundle."""
+    """Area probabilities, sentence embeddings and normalised head features of ``texts`` from a bundle
+    without a title memory (its area probabilities are the head's own)."""
     import onnx
-    import onnxruntime as ort
 
     from jobtitles.bundle import Bundle
-    from jobtitles.export.bundle_builder import _encoded_batches
+    from jobtitles.export.bundle_builder import bundle_outputs
 
     bundle = Bundle.load(bundle_dir)
+    if bundle.manifest.get("title_memory"):
+        raise SystemExit(f"{bundle_dir} carries a title memory: pass an export with --no-title-memory")
     graph = onnx.load(str(bundle.model_path))
     names = [o.name for o in graph.graph.output]
     emb_name = "embedding" if "embedding" in names else EMBEDDING
     for name in {emb_name, HIDDEN} - set(names):
         graph.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
-    session = ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
-    parts = [session.run(["area_probs", emb_name, HIDDEN], {"input_ids": ids, "attention_mask": mask})
-             for ids, mask in _encoded_batches(bundle.tokenizer_path, bundle.query_prefix, texts, 64)]
-    area, emb, hidden = (np.concatenate([p[i] for p in parts]) for i in range(3))
+    area, emb, hidden = bundle_outputs(graph.SerializeToString(), bundle.tokenizer_path, bundle.query_prefix, texts,
+                                       ["area_probs", emb_name, HIDDEN])
     return area, emb, hidden / np.linalg.norm(hidden, axis=1, keepdims=True)
-
-
-def vote(query: np.ndarray, memory: np.ndarray, labels: np.ndarray, k: int, n_areas: int) -> np.ndarray:
-    """The k nearest memory rows' areas, weighted by softmax(cosine / TEMPERATURE) (float memory)."""
-    sim = query @ memory.T
-    top = np.argsort(-sim, axis=1, kind="stable")[:, :k]
-    near = np.take_along_axis(sim, top, axis=1) / TEMPERATURE
-    w = np.exp(near - near.max(axis=1, keepdims=True))
-    w /= w.sum(axis=1, keepdims=True)
-    out = np.zeros((len(query), n_areas), dtype=np.float32)
-    np.add.at(out, (np.arange(len(query))[:, None], labels[top]), w)
-    return out
 
 
 def main() -> None:
@@ -88,32 +76,30 @@ def main() -> None:
     args = ap.parse_args()
 
     from jobtitles.bundle import Bundle
-    from jobtitles.export.title_memory import TitleMemory
-    from jobtitles.train.data import DEFAULT_MIX
-    from jobtitles.train.calibration import fit_temperature
-    from jobtitles.train.memory import MIN_PROB, MemorySettings, MemoryTitles
-    from jobtitles.train.pipeline import training_split
-    from jobtitles.train.rules import TAXONOMY_DIR, KeywordRules
-    from jobtitles.train.trainer import TRAINING_REPORT
+    from jobtitles.train.calibration import accepted_masks, fit_temperature
+    from jobtitles.train.memory import MIN_PROB, MemorySettings, MemoryTitles, TitleMemory, neighbour_vote
+    from jobtitles.train.pipeline import head_split
+    from jobtitles.train.trainer import LabelSet
 
-    rules = KeywordRules.load(TAXONOMY_DIR / "levels.json", TAXONOMY_DIR / "areas.json")
-    train, val, hand_sources = training_split(args.hand_dir, args.shared, DEFAULT_MIX, rules, args.seed)
-    report = json.loads((args.head / TRAINING_REPORT).read_text(encoding="utf-8"))
-    if {e.text for e in val if e.source in hand_sources and e.valid} != set(report["heldout_titles"]):
-        raise SystemExit("the validation split differs from the head's: pass the train/data it was trained on")
+    try:
+        train, val, hand_sources = head_split(args.head, args.hand_dir, args.shared, args.seed)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from exc
     titles = MemoryTitles.from_examples(train, hand_sources, val)
     rows = [e for e in val if e.source in hand_sources and e.valid and e.area is not None]
-    areas = Bundle.load(args.model).areas
-    index = {a: i for i, a in enumerate(areas)}
-    labels = np.array([index[a] for a in titles.areas])
-    accepted = [{index[a] for a in (e.area, *e.alt_areas) if a in index} for e in rows]
+    bundle = Bundle.load(args.model)
+    areas = bundle.areas
+    labels = np.array([areas.index(a) for a in titles.areas])
+    _, _, area_rows, accepted_mask = accepted_masks(rows, LabelSet(bundle.levels, areas))
+    if len(area_rows) != len(rows):
+        raise SystemExit(f"{args.model} does not know every validation title's area: pass a bundle of this head")
     english = np.array([e.language == "en" for e in rows])
     print(f"memory: {len(titles.texts)} hand-labelled training titles; validation: {len(rows)} titles")
     _, mem_emb, mem_hidden = features(args.model, titles.texts)
     head_area, val_emb, val_hidden = features(args.model, [e.text for e in rows])
 
     def score(p: np.ndarray) -> tuple[float, float, float]:
-        right = np.array([a in s for a, s in zip(p.argmax(1), accepted)])
+        right = accepted_mask[np.arange(len(p)), p.argmax(1)]
         return float(right.mean()), float(right[english].mean()), float(right[~english].mean())
 
     base = score(head_area)
@@ -121,7 +107,7 @@ def main() -> None:
     best = (base[0], 0.0, KS[0], "embedding")
     for space, query, memory in (("embedding", val_emb, mem_emb), ("head features", val_hidden, mem_hidden)):
         for k in KS:
-            votes = vote(query, memory, labels, k, len(areas))
+            votes = neighbour_vote(query @ memory.T, labels, k, TEMPERATURE, len(areas))
             for w in WEIGHTS:
                 acc = score((1 - w) * head_area + w * votes)
                 print(f"{space:13} k {k:2} weight {w}: {acc[0]:.4f} (English {acc[1]:.4f}, other {acc[2]:.4f})")
@@ -133,9 +119,6 @@ def main() -> None:
     # R12: the memory as the bundle carries it (sign bits, 8-bit queries) at the chosen k, pooled with the head
     # log-linearly; each setting's scores get the temperature export would fit, and only settings whose area
     # scores stay calibrated (ECE <= the head's validation ECE + 0.01) may be chosen
-    accepted_mask = np.zeros(head_area.shape, dtype=bool)
-    for r, s in enumerate(accepted):
-        accepted_mask[r, list(s)] = True
     bits = TitleMemory.build(mem_emb, labels, len(areas), MemorySettings(k=best[2], temperature=TEMPERATURE))
     votes = bits.vote(val_emb)
     head_log = np.log(np.maximum(head_area, MIN_PROB))

@@ -119,12 +119,14 @@ def top1_agreement(got: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
     return float(agree.mean()), float(agree[decided].mean()) if decided.any() else 1.0
 
 
-def bundle_outputs(model_path: Path, tokenizer_path: Path, prefix: str, texts: list[str], names: list[str],
+def bundle_outputs(model: Path | bytes, tokenizer_path: Path, prefix: str, texts: list[str], names: list[str],
                    batch_size: int = 64) -> list[np.ndarray]:
-    """The exported graph's outputs ``names`` for ``texts`` (run in batches of similar length)."""
+    """The outputs ``names`` of an exported graph (a file, or a serialised model) for ``texts``, tokenised as
+    the runtime does and run in batches of similar length."""
     import onnxruntime as ort
 
-    session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(model if isinstance(model, bytes) else str(model),
+                                   providers=["CPUExecutionProvider"])
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     parts = [session.run(names, {"input_ids": ids, "attention_mask": mask})
              for ids, mask in _encoded_batches(tokenizer_path, prefix, [texts[i] for i in order], batch_size)]
@@ -152,20 +154,20 @@ def add_title_memory(model_path: Path, tokenizer_path: Path, prefix: str, titles
     memory = TitleMemory.build(embeddings, np.array([index[a] for a in titles.areas]), len(areas), titles.settings)
     graph = onnx.load(str(model_path))
     attach_memory(graph, memory)
-    onnx.save(graph, str(model_path))
     rows = [(t, [index[a] for a in accepted if a in index]) for t, accepted in titles.validation]
     rows = [(t, a) for t, a in rows if a]
-    if not rows:
-        return memory, None
-    [probs] = bundle_outputs(model_path, tokenizer_path, prefix, [t for t, _ in rows], ["area_probs"])
-    accepted = np.zeros((len(rows), len(areas)), dtype=bool)
-    for r, (_, a) in enumerate(rows):
-        accepted[r, a] = True
-    fit = fit_temperature(np.log(np.maximum(probs, MIN_PROB)), accepted)
-    memory = replace(memory, output_temperature=fit.temperature)
-    set_output_temperature(graph, fit.temperature)
+    fit = None
+    if rows:
+        [probs] = bundle_outputs(graph.SerializeToString(), tokenizer_path, prefix, [t for t, _ in rows],
+                                 ["area_probs"])
+        accepted = np.zeros((len(rows), len(areas)), dtype=bool)
+        for r, (_, a) in enumerate(rows):
+            accepted[r, a] = True
+        fit = fit_temperature(np.log(np.maximum(probs, MIN_PROB)), accepted)
+        memory = replace(memory, output_temperature=fit.temperature)
+        set_output_temperature(graph, fit.temperature)
     onnx.save(graph, str(model_path))
-    return memory, asdict(fit)
+    return memory, asdict(fit) if fit is not None else None
 
 
 def write_tokenizer(spec_json: str, path: Path) -> None:

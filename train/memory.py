@@ -97,6 +97,19 @@ class MemoryTitles:
                    [(t, list(a)) for t, a in data.get("validation", [])])
 
 
+def neighbour_vote(sim: np.ndarray, labels: np.ndarray, k: int, temperature: float, n_areas: int) -> np.ndarray:
+    """Area votes ``[b, n_areas]`` of the ``k`` most similar memory titles for each row of similarities
+    ``sim [b, n]``, weighted by ``softmax(sim / temperature)`` (ties go to the earlier title, as ONNX
+    ``TopK`` breaks them)."""
+    top = np.argsort(-sim, axis=1, kind="stable")[:, :k]
+    near = np.take_along_axis(sim, top, axis=1) / temperature
+    w = np.exp(near - near.max(axis=1, keepdims=True))
+    w /= w.sum(axis=1, keepdims=True)
+    votes = np.zeros((len(sim), n_areas), dtype=np.float32)
+    np.add.at(votes, (np.arange(len(sim))[:, None], labels[top]), w)
+    return votes
+
+
 @dataclass(frozen=True)
 class TitleMemory:
     """Packed sign codes of the memory titles, their area indices and the centre the signs are taken
@@ -147,17 +160,9 @@ class TitleMemory:
         return (q @ self.signs().T) / norm
 
     def vote(self, embeddings: np.ndarray) -> np.ndarray:
-        """Area votes ``[b, n_areas]`` of the ``k`` nearest memory titles (ties go to the earlier title,
-        as ONNX ``TopK`` breaks them)."""
-        sim = self.similarities(embeddings)
-        k = self.settings.k
-        top = np.argsort(-sim, axis=1, kind="stable")[:, :k]
-        near = np.take_along_axis(sim, top, axis=1) / self.settings.temperature
-        w = np.exp(near - near.max(axis=1, keepdims=True))
-        w /= w.sum(axis=1, keepdims=True)
-        votes = np.zeros((len(sim), self.n_areas), dtype=np.float32)
-        np.add.at(votes, (np.arange(len(sim))[:, None], self.labels[top]), w)
-        return votes
+        """Area votes ``[b, n_areas]`` of the ``k`` nearest memory titles (:func:`neighbour_vote`)."""
+        return neighbour_vote(self.similarities(embeddings), self.labels, self.settings.k,
+                              self.settings.temperature, self.n_areas)
 
     def blend(self, area_probs: np.ndarray, embeddings: np.ndarray) -> np.ndarray:
         """The area probabilities pooled with the vote: ``softmax(((1 - w) log(head) + w log(vote + f)) / T)``

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -24,7 +25,8 @@ from jobtitles.train.finetune import (  # noqa: E402
 from jobtitles.train.memory import MEMORY_FILE, MemoryTitles  # noqa: E402
 from jobtitles.train.rules import TAXONOMY_DIR, KeywordRules  # noqa: E402
 from jobtitles.train.trainer import (  # noqa: E402
-    LabelSet, TrainConfig, TrainResult, evaluate_head, fit_title_threshold, print_reports, save_head, train_head,
+    TRAINING_REPORT, LabelSet, TrainConfig, TrainResult, evaluate_head, fit_title_threshold, print_reports,
+    save_head, train_head,
 )
 
 VAL_FRACTION = 0.1
@@ -40,6 +42,20 @@ def training_split(hand_dir: str | Path, shared_dir: str | Path | None, mix: tup
         examples += taxonomy_examples(Path(shared_dir), mix, rules, seed=seed)
     train, val = split_by_source(examples, VAL_FRACTION, seed)
     return train, val, {p.stem for p in Path(hand_dir).glob("*.jsonl")}
+
+
+def head_split(head_dir: str | Path, hand_dir: str | Path, shared_dir: str | Path | None, seed: int = 13,
+               mix: tuple[SourceSpec, ...] = DEFAULT_MIX) -> tuple[list[Example], list[Example], set[str]]:
+    """The :func:`training_split` a trained head was trained on, rebuilt for a study of that head; raises
+    ValueError when its hand-labelled validation titles differ from the ones the head's training report
+    held out (other data or another seed than the head's)."""
+    rules = KeywordRules.load(TAXONOMY_DIR / "levels.json", TAXONOMY_DIR / "areas.json")
+    train, val, hand_sources = training_split(hand_dir, shared_dir, mix, rules, seed)
+    report = json.loads((Path(head_dir) / TRAINING_REPORT).read_text(encoding="utf-8"))
+    if {e.text for e in val if e.source in hand_sources and e.valid} != set(report["heldout_titles"]):
+        raise ValueError("the validation split differs from the head's: pass the train/data it was trained on "
+                         "and its seed")
+    return train, val, hand_sources
 
 
 def run_training(
