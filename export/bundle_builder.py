@@ -166,8 +166,9 @@ def add_title_memory(model_path: Path, tokenizer_path: Path, prefix: str, titles
         fit = fit_temperature(np.log(np.maximum(probs, MIN_PROB)), accepted)
         memory = replace(memory, output_temperature=fit.temperature)
         set_output_temperature(graph, fit.temperature)
+        accuracy = float(accepted[np.arange(len(rows)), probs.argmax(axis=1)].mean())
     onnx.save(graph, str(model_path))
-    return memory, asdict(fit) if fit is not None else None
+    return memory, {**asdict(fit), "area_accuracy": round(accuracy, 4)} if fit is not None else None
 
 
 def write_tokenizer(spec_json: str, path: Path) -> None:
@@ -255,6 +256,9 @@ def _model_card(manifest: dict) -> str:
                      f"weights softmax(similarity / {mem['temperature']}); the area scores are softmax(("
                      f"{1 - mem['weight']:g} × log(head) + {mem['weight']:g} × log(vote + {mem.get('vote_floor')})) / "
                      f"{mem.get('output_temperature', 1.0)}), the temperature fitted on the head's validation titles.")
+        for added in mem.get("added", []):
+            lines.append(f"  - {added['titles']} of the memory's titles were added after the head was trained, "
+                         f"from `{added['file']}` (`jobtitles extend-memory`).")
     det = manifest.get("title_detector", {})
     if det:
         v = det.get("validation") or {}
@@ -365,7 +369,9 @@ def build_bundle(encoder_dir: str | Path, head_dir: str | Path, out_dir: str | P
             },
             "taxonomy": {"levels": labels.levels, "areas": labels.areas},
             "title_memory": ({**memory.summary(), "file": MEMORY_FILE, "sha256": sha256_file(head_dir / MEMORY_FILE),
-                              "output_calibration": memory_fit} if memory is not None else None),
+                              "output_calibration": memory_fit,
+                              **({"added": memory_titles.added} if memory_titles.added else {})}
+                             if memory is not None else None),
             "title_detector": {"threshold": load_title_threshold(head_dir),
                                "validation": report.get("validation", {}).get("title")},
             "head": {"weights_sha256": sha256_file(head_dir / HEAD_WEIGHTS),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -399,6 +400,32 @@ def evaluate(gold_files, model, baseline, json_out, plot, compare) -> None:
     except (BundleError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(text)
+
+
+@main.command("extend-memory")
+@click.option("--head", "head_dir", required=True, type=click.Path(file_okay=False, exists=True),
+              help="Head folder with a memory.json.gz (written by jobtitles train).")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, exists=True))
+def extend_memory(head_dir, files) -> None:
+    """Add hand-labelled titles (JSONL, as in train/data) to a head's title memory without retraining
+    the head; then run jobtitles export. Each file is recorded in the memory, the manifest and the
+    model card."""
+    from jobtitles.train.data import load_hand_labelled
+    from jobtitles.train.memory import MEMORY_FILE, MemoryTitles
+
+    memory = MemoryTitles.load(head_dir)
+    if memory is None:
+        raise click.ClickException(f"{head_dir} has no {MEMORY_FILE}: train it with --title-memory first")
+    for path in map(Path, files):
+        before = len(memory.texts)
+        try:
+            memory = memory.extended(load_hand_labelled(path), path.name,
+                                     hashlib.sha256(path.read_bytes()).hexdigest())
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from exc
+        click.echo(f"{path.name}: {len(memory.texts) - before} titles added")
+    memory.save(head_dir)
+    click.echo(f"{len(memory.texts)} titles in {Path(head_dir) / MEMORY_FILE}; now run jobtitles export")
 
 
 def _require_train() -> None:

@@ -1,6 +1,7 @@
 """The title memory: the ONNX vote equals its numpy reference (ties included), answers never depend on the
 batch, a remembered title votes for its own area, and the memory file round-trips."""
 
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -122,6 +123,38 @@ def test_the_memory_file_keeps_hand_labelled_titles_once_and_round_trips(tmp_pat
     assert again == titles and again.settings.k == 7
     (tmp_path / MEMORY_FILE).unlink()
     assert MemoryTitles.load(tmp_path) is None
+
+
+def test_titles_added_after_training_join_the_memory_once_and_are_recorded(tmp_path):
+    from click.testing import CliRunner
+
+    from jobtitles.cli import main
+
+    titles = MemoryTitles(["Nurse"], ["Healthcare"], MemorySettings(), [("Staff Nurse", ["Healthcare"])])
+    titles.save(tmp_path)
+    new = tmp_path / "utilities.jsonl"
+    new.write_text("\n".join(json.dumps(r) for r in [
+        {"title": "Elektriker – Stadtwerke", "language": "de", "valid": True, "level": "Specialist",
+         "area": "Energy & Utilities", "alt_areas": []},
+        {"title": "Nurse", "language": "en", "valid": True, "level": "Specialist", "area": "Education"},  # known
+        {"title": "Staff Nurse", "language": "en", "valid": True, "level": "Specialist", "area": "Healthcare"},
+        {"title": "Jetzt bewerben", "language": "de", "valid": False, "level": None, "area": None},
+    ]) + "\n", encoding="utf-8")
+    result = CliRunner().invoke(main, ["extend-memory", "--head", str(tmp_path), str(new)])
+    assert result.exit_code == 0, result.output
+    assert "1 titles added" in result.output
+    grown = MemoryTitles.load(tmp_path)
+    assert grown.texts == ["Nurse", "Elektriker - Stadtwerke"]  # cleaned as the training titles are
+    assert grown.areas == ["Healthcare", "Energy & Utilities"]
+    assert grown.validation == titles.validation  # the temperature is still fitted on the head's own titles
+    assert [(a["file"], a["titles"]) for a in grown.added] == [("utilities.jsonl", 1)]
+    again = CliRunner().invoke(main, ["extend-memory", "--head", str(tmp_path), str(new)])
+    assert again.exit_code != 0 and "already in the memory" in again.output
+    assert MemoryTitles.load(tmp_path) == grown
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    missing = CliRunner().invoke(main, ["extend-memory", "--head", str(bare), str(new)])
+    assert missing.exit_code != 0 and "no memory.json.gz" in missing.output
 
 
 def test_a_small_change_of_the_embedding_moves_the_similarities_a_little():

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import gzip
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +62,7 @@ class MemoryTitles:
     areas: list[str]
     settings: MemorySettings = MemorySettings()
     validation: list[tuple[str, list[str]]] = field(default_factory=list)
+    added: list[dict] = field(default_factory=list)  # files added after training: {"file", "titles", "sha256"}
 
     @classmethod
     def from_examples(cls, train: list[Example], hand_sources: set[str], validation: list[Example] = (),
@@ -74,13 +75,31 @@ class MemoryTitles:
         held_out = [(e.text, [e.area, *e.alt_areas]) for e in _hand_area_examples(list(validation), hand_sources)]
         return cls(list(seen), list(seen.values()), settings, held_out)
 
+    def extended(self, examples: list[Example], file: str, sha256: str) -> MemoryTitles:
+        """These titles plus the hand-labelled valid titles with an area of ``examples`` (one file,
+        labelled after the head was trained) that are not in the memory or in the validation titles
+        already: the head stays as it is, and the vote also recalls the new titles. The file is
+        recorded in :attr:`added` (for the manifest and the model card); adding a file twice raises
+        ValueError."""
+        if any(a["sha256"] == sha256 for a in self.added):
+            raise ValueError(f"{file} is already in the memory")
+        known = set(self.texts) | {t for t, _ in self.validation}
+        new: dict[str, str] = {}
+        for e in examples:
+            if e.valid and e.area is not None and e.text and e.text not in known:
+                new.setdefault(e.text, e.area)
+        return replace(self, texts=self.texts + list(new), areas=self.areas + list(new.values()),
+                       added=[*self.added, {"file": file, "titles": len(new), "sha256": sha256}])
+
     def save(self, head_dir: str | Path) -> Path:
         """Write ``memory.json.gz`` into ``head_dir`` (byte-identical for the same titles)."""
         path = Path(head_dir) / MEMORY_FILE
-        body = json.dumps({"settings": asdict(self.settings),
-                           "titles": [[t, a] for t, a in zip(self.texts, self.areas)],
-                           "validation": [[t, list(a)] for t, a in self.validation]},
-                          ensure_ascii=False, separators=(",", ":"))
+        content = {"settings": asdict(self.settings),
+                   "titles": [[t, a] for t, a in zip(self.texts, self.areas)],
+                   "validation": [[t, list(a)] for t, a in self.validation]}
+        if self.added:
+            content["added"] = self.added
+        body = json.dumps(content, ensure_ascii=False, separators=(",", ":"))
         with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as fh:
             fh.write(body.encode("utf-8"))
         return path
@@ -94,7 +113,7 @@ class MemoryTitles:
         data = json.loads(gzip.decompress(path.read_bytes()).decode("utf-8"))
         titles = data["titles"]
         return cls([t for t, _ in titles], [a for _, a in titles], MemorySettings(**data.get("settings", {})),
-                   [(t, list(a)) for t, a in data.get("validation", [])])
+                   [(t, list(a)) for t, a in data.get("validation", [])], list(data.get("added", [])))
 
 
 def neighbour_vote(sim: np.ndarray, labels: np.ndarray, k: int, temperature: float, n_areas: int) -> np.ndarray:
