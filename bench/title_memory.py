@@ -13,13 +13,16 @@ the most accurate setting whose calibration error stays within 0.01 of the head'
 ``--write``, saves ``memory.json.gz`` into ``--head`` (the titles, the chosen settings and the
 validation titles on which ``jobtitles export`` fits the pooled scores' temperature), so that
 ``jobtitles export --head`` builds a bundle with the memory. Heads trained by ``jobtitles train``
-already have one (the default head's was written by this script).
+already have one (the default head's was written by this script, then extended with the files labelled
+after its training by ``jobtitles extend-memory``: README, Accuracy, step 9; ``--write`` leaves those
+out, so run ``extend-memory`` again with the files the manifest's ``title_memory.added`` names).
 
     git archive c6b598a train/data | tar -x -C /tmp/c6   # the data the default head was trained on
     .venv/bin/jobtitles export --no-title-memory --out /tmp/no-memory   # the head's answers alone
     cp -r models/heads/default /tmp/head-memory           # --write replaces the copy's memory file
     .venv/bin/python bench/title_memory.py --hand-dir /tmp/c6/train/data --shared ../shared/data \\
         --head /tmp/head-memory --model /tmp/no-memory [--write]
+    .venv/bin/jobtitles extend-memory --head /tmp/head-memory train/data/postings_utilities_en.jsonl ...
     .venv/bin/jobtitles export --head /tmp/head-memory --out /tmp/bundle-memory
 
 ``--model`` is a bundle of that head without a memory (format 2, or an export with ``--no-title-memory``).
