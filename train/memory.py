@@ -84,12 +84,9 @@ class MemoryTitles:
         if any(a["sha256"] == sha256 for a in self.added):
             raise ValueError(f"{file} is already in the memory")
         known = set(self.texts) | {t for t, _ in self.validation}
-        new: dict[str, str] = {}
-        for e in examples:
-            if e.valid and e.area is not None and e.text and e.text not in known:
-                new.setdefault(e.text, e.area)
-        return replace(self, texts=self.texts + list(new), areas=self.areas + list(new.values()),
-                       added=[*self.added, {"file": file, "titles": len(new), "sha256": sha256}])
+        fresh = MemoryTitles.from_examples([e for e in examples if e.text not in known], {e.source for e in examples})
+        return replace(self, texts=self.texts + fresh.texts, areas=self.areas + fresh.areas,
+                       added=[*self.added, {"file": file, "titles": len(fresh.texts), "sha256": sha256}])
 
     def save(self, head_dir: str | Path) -> Path:
         """Write ``memory.json.gz`` into ``head_dir`` (byte-identical for the same titles)."""
