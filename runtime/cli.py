@@ -428,6 +428,34 @@ def extend_memory(head_dir, files) -> None:
     click.echo(f"{len(memory.texts)} titles in {Path(head_dir) / MEMORY_FILE}; now run jobtitles export")
 
 
+@main.command("refresh-head")
+@click.option("--head", "head_dir", type=click.Path(file_okay=False, exists=True), default=str(DEFAULT_HEAD_DIR),
+              show_default=True, help="A fine-tuned head folder (written by jobtitles train).")
+@click.option("--trained-on", required=True, type=click.Path(file_okay=False, exists=True),
+              help="The train/data folder the head was trained on (e.g. a git worktree of its commit).")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for the refreshed head.")
+@click.option("--shared", type=click.Path(file_okay=False, exists=True), default=None,
+              help="The reference data folder the head was trained with (e.g. ../shared/data).")
+@click.option("--hand-dir", type=click.Path(file_okay=False, exists=True), default=None,
+              help="Hand-labelled files, new ones included (default: this checkout's train/data).")
+@click.option("--encoder", type=click.Path(file_okay=False), default=str(DEFAULT_ENCODER_DIR), show_default=True)
+def refresh_head(head_dir, trained_on, out, shared, hand_dir, encoder) -> None:
+    """Continue training a head (encoder and adapters unchanged) with the hand-labelled files added since
+    it was trained; then run jobtitles export --head OUT (needs the [train] extra; README, Accuracy, step 10)."""
+    _require_train()
+    from jobtitles.train.data import HAND_DIR
+    from jobtitles.train.refresh import refresh_head as refresh
+
+    if Path(out).resolve() == Path(head_dir).resolve():
+        raise click.UsageError("--out must differ from --head: keep the head the refresh starts from")
+    enc = _ensure_encoder(Path(encoder))
+    try:
+        refresh(head_dir, trained_on, enc, out, shared_dir=shared, hand_dir=hand_dir or HAND_DIR)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"refreshed head saved to {out}; now run jobtitles export --head {out}")
+
+
 def _require_train() -> None:
     from jobtitles.train import require_train_extra
 

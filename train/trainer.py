@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import random
 import time
@@ -245,12 +246,15 @@ def evaluate_head(model: MultiTaskHead, x: np.ndarray, examples: list[Example], 
 def train_head(
     x_train: np.ndarray, train: list[Example], x_val: np.ndarray, val: list[Example], labels: LabelSet,
     cfg: TrainConfig = TrainConfig(), progress: bool = True, threshold_rows: np.ndarray | None = None,
+    init: MultiTaskHead | None = None,
 ) -> TrainResult:
     """Class-weighted multi-task training with early stopping on validation loss.
 
     The title threshold is chosen on the validation rows in ``threshold_rows`` (a boolean mask;
     default: all): the pipeline passes the hand-labelled, posting-style titles, because clean
-    taxonomy titles make a threshold look safer than it is on real feeds."""
+    taxonomy titles make a threshold look safer than it is on real feeds. With ``init`` (a trained
+    head, left as it is), training continues from a copy of its weights, and the copy as it came is
+    the candidate of epoch -1: when no epoch lowers its validation loss, it is returned unchanged."""
     set_seed(cfg.seed)
     yl, ya, w = encode_labels(train, labels)
     vyl, vya, vw = encode_labels(val, labels)
@@ -259,15 +263,32 @@ def train_head(
     yt, wt = validity_targets(train)
     vyt, vwt = validity_targets(val)
     sets, vsets = torch.from_numpy(area_sets(train, labels)), torch.from_numpy(area_sets(val, labels))
-    model = MultiTaskHead(HeadConfig(x_train.shape[1], cfg.hidden_dim, len(labels.levels), len(labels.areas),
-                                     cfg.dropout))
+    if init is None:
+        model = MultiTaskHead(HeadConfig(x_train.shape[1], cfg.hidden_dim, len(labels.levels), len(labels.areas),
+                                         cfg.dropout))
+    elif (init.cfg.input_dim, init.cfg.n_levels, init.cfg.n_areas) != (x_train.shape[1], len(labels.levels),
+                                                                       len(labels.areas)):
+        raise ValueError("the head to continue from does not fit these embeddings and labels")
+    else:
+        model = copy.deepcopy(init)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.max_epochs)
     xt, tyl, tya, tw, tyt, twt = map(torch.from_numpy, (x_train, yl, ya, w, yt, wt))
     xv, tvyl, tvya, tvw, tvyt, tvwt = map(torch.from_numpy, (x_val, vyl, vya, vw, vyt, vwt))
     gen = torch.Generator().manual_seed(cfg.seed)
+    def validation_loss() -> float:
+        model.eval()
+        with torch.no_grad():
+            lv, ar, ti = model(xv)
+            return float(_masked_ce(lv, tvyl, tvw, cw_level, 0.0)
+                         + area_loss(ar, tvya, vsets, tvw, cw_area, 0.0, cfg.area_set_weight)
+                         + cfg.title_loss_weight * _title_loss(ti, tvyt, tvwt))
+
     best = (float("inf"), -1, None)
     history = []
+    if init is not None:
+        best = (validation_loss(), -1, {k: v.clone() for k, v in model.state_dict().items()})
+        history.append({"epoch": -1, "train_loss": None, "val_loss": best[0]})
     bar = tqdm(range(cfg.max_epochs), desc="training head", disable=not progress)
     for epoch in bar:
         model.train()
@@ -289,12 +310,7 @@ def train_head(
             opt.step()
             total += loss.item() * len(b)
         sched.step()
-        model.eval()
-        with torch.no_grad():
-            lv, ar, ti = model(xv)
-            val_loss = float(_masked_ce(lv, tvyl, tvw, cw_level, 0.0)
-                             + area_loss(ar, tvya, vsets, tvw, cw_area, 0.0, cfg.area_set_weight)
-                             + cfg.title_loss_weight * _title_loss(ti, tvyt, tvwt))
+        val_loss = validation_loss()
         history.append({"epoch": epoch, "train_loss": total / len(xt), "val_loss": val_loss})
         bar.set_postfix(train=f"{total / len(xt):.3f}", val=f"{val_loss:.3f}")
         if val_loss < best[0] - 1e-4:
