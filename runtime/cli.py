@@ -438,19 +438,25 @@ def extend_memory(head_dir, files) -> None:
               help="The reference data folder the head was trained with (e.g. ../shared/data).")
 @click.option("--hand-dir", type=click.Path(file_okay=False, exists=True), default=None,
               help="Hand-labelled files, new ones included (default: this checkout's train/data).")
+@click.option("--new-repeat", type=click.IntRange(1, 20), default=1, show_default=True,
+              help="Times each new training title is seen per epoch.")
+@click.option("--balance-validation/--no-balance-validation", default=False, show_default=True,
+              help="Early stopping weighs the new files' held-out titles as much as the head's own validation titles.")
 @click.option("--encoder", type=click.Path(file_okay=False), default=str(DEFAULT_ENCODER_DIR), show_default=True)
-def refresh_head(head_dir, trained_on, out, shared, hand_dir, encoder) -> None:
+def refresh_head(head_dir, trained_on, out, shared, hand_dir, new_repeat, balance_validation, encoder) -> None:
     """Continue training a head (encoder and adapters unchanged) with the hand-labelled files added since
     it was trained; then run jobtitles export --head OUT (needs the [train] extra; README, Accuracy, step 10)."""
     _require_train()
     from jobtitles.train.data import HAND_DIR
+    from jobtitles.train.refresh import RefreshConfig
     from jobtitles.train.refresh import refresh_head as refresh
 
     if Path(out).resolve() == Path(head_dir).resolve():
         raise click.UsageError("--out must differ from --head: keep the head the refresh starts from")
     enc = _ensure_encoder(Path(encoder))
     try:
-        refresh(head_dir, trained_on, enc, out, shared_dir=shared, hand_dir=hand_dir or HAND_DIR)
+        refresh(head_dir, trained_on, enc, out, shared_dir=shared, hand_dir=hand_dir or HAND_DIR,
+                cfg=RefreshConfig(new_repeat=new_repeat, balance_validation=balance_validation))
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"refreshed head saved to {out}; now run jobtitles export --head {out}")

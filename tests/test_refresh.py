@@ -99,3 +99,22 @@ def test_continued_training_that_never_improves_returns_the_head_unchanged(train
                         init=model)
     assert result.best_epoch == -1 and result.model is not model
     assert all(torch.equal(a, b) for a, b in zip(result.model.state_dict().values(), model.state_dict().values()))
+
+
+def test_new_titles_can_be_repeated_and_their_held_out_share_weighted_like_the_rest():
+    import numpy as np
+
+    from jobtitles.train.data import Example
+    from jobtitles.train.refresh import RefreshConfig, _weighted
+
+    def ex(name, n):
+        return [Example(text=f"{name} {i}", level="Specialist", area="IT", source=name) for i in range(n)]
+
+    fit, val = ex("old", 6) + ex("new", 2), ex("old", 9) + ex("new", 3)
+    x_fit, x_val = np.arange(8, dtype=np.float32)[:, None], np.arange(12, dtype=np.float32)[:, None]
+    same = _weighted(x_fit, fit, 2, x_val, val, 3, RefreshConfig())
+    assert same[1] == fit and same[3] == val and np.array_equal(same[0], x_fit)
+    xf, f, xv, v = _weighted(x_fit, fit, 2, x_val, val, 3, RefreshConfig(new_repeat=3, balance_validation=True))
+    assert [e.text for e in f] == [e.text for e in fit] + ["new 0", "new 1"] * 2
+    assert xf[:, 0].tolist() == list(range(8)) + [6, 7, 6, 7] and np.array_equal(xv, x_val)
+    assert sum(e.weight for e in v[:9]) == sum(e.weight for e in v[9:]) == 9  # each new title weighs 3

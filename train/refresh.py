@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +51,10 @@ class RefreshConfig:
     patience: int = 3
     val_fraction: float = 0.1  # of each new file, held out beside the head's own validation titles
     seed: int = 13
+    new_repeat: int = 1  # times each new training title is seen per epoch
+    # Early stopping weighs the new files' held-out titles as much as the head's own validation titles
+    # (their weights scaled to the same total); otherwise every validation title weighs the same.
+    balance_validation: bool = False
 
 
 @dataclass(frozen=True)
@@ -98,6 +102,23 @@ def _area_accuracy(model: torch.nn.Module, x: np.ndarray, examples: list[Example
     return float(evaluate_head(model, x, examples, labels)["area"].accuracy)
 
 
+def _weighted(x_fit: np.ndarray, fit_set: list[Example], n_new_fit: int, x_val: np.ndarray, val_set: list[Example],
+              n_new_val: int, cfg: RefreshConfig) -> tuple[np.ndarray, list[Example], np.ndarray, list[Example]]:
+    """The training and validation sets as :func:`train_head` sees them: the last ``n_new_fit`` training
+    titles (the new files') repeated ``cfg.new_repeat`` times, and with ``cfg.balance_validation`` the last
+    ``n_new_val`` validation titles weighted to the same total as the others."""
+    extra = max(0, cfg.new_repeat - 1)
+    if extra and n_new_fit:
+        x_fit = np.concatenate([x_fit] + [x_fit[-n_new_fit:]] * extra)
+        fit_set = fit_set + fit_set[-n_new_fit:] * extra
+    if cfg.balance_validation and 0 < n_new_val < len(val_set):
+        old_total = sum(e.weight for e in val_set[:-n_new_val])
+        new_total = sum(e.weight for e in val_set[-n_new_val:])
+        val_set = val_set[:-n_new_val] + [replace(e, weight=e.weight * old_total / new_total)
+                                          for e in val_set[-n_new_val:]]
+    return x_fit, fit_set, x_val, val_set
+
+
 def refresh_head(head_dir: str | Path, trained_on: str | Path, encoder_dir: str | Path, out_dir: str | Path,
                  shared_dir: str | Path | None = None, hand_dir: str | Path = HAND_DIR,
                  cfg: RefreshConfig = RefreshConfig(), progress: bool = True) -> TrainResult:
@@ -137,7 +158,8 @@ def refresh_head(head_dir: str | Path, trained_on: str | Path, encoder_dir: str 
     tcfg = TrainConfig(**{**report["train_config"], "lr": cfg.lr, "weight_decay": cfg.weight_decay,
                           "batch_size": cfg.batch_size, "max_epochs": cfg.max_epochs, "patience": cfg.patience,
                           "seed": cfg.seed})
-    result = train_head(x_fit, fit_set, x_val, val_set, labels, tcfg, progress=progress, init=base)
+    result = train_head(*_weighted(x_fit, fit_set, len(new_train), x_val, val_set, len(new_val), cfg),
+                        labels, tcfg, progress=progress, init=base)
     print_reports(result.val_reports, result.title_validation)
     n_old = len(old_val)
     before = {"head_validation": _area_accuracy(base, x_val[:n_old], old_val, labels),
