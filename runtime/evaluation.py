@@ -10,7 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from jobtitles.classifier import Classifier, Prediction
-from jobtitles.metrics import Report, classification_report, expected_calibration_error, format_report
+from jobtitles.metrics import (
+    Report, classification_report, credited_cells, expected_calibration_error, f1_intervals, format_report,
+)
 
 
 @dataclass(frozen=True)
@@ -239,6 +241,17 @@ def score_calibration(gold: list[GoldRecord], preds: list[Prediction]) -> dict[s
     return out
 
 
+def _model_f1_intervals(gold: list[GoldRecord], preds: list[Prediction], levels: list[str], areas: list[str]
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """95 % bootstrap intervals of the model's per-class level and area F1 over all valid titles (a class
+    with a handful of dev titles has a wide one: one answer moves its F1 by about 0.1)."""
+    idx = [i for i, g in enumerate(gold) if g.valid]
+    level = credited_cells([gold[i].level for i in idx], [preds[i].level for i in idx], levels)
+    area = credited_cells([gold[i].area for i in idx], [preds[i].area for i in idx], areas,
+                          [set(gold[i].alt_areas) for i in idx])
+    return (f1_intervals(*level, len(levels), PAIRED_RESAMPLES), f1_intervals(*area, len(areas), PAIRED_RESAMPLES))
+
+
 def evaluate_files(gold_files: list[str], model: str | None, baseline: bool, json_out: str | None,
                    plot: str | None = None, compare: str | None = None) -> tuple[str, dict]:
     """Run the evaluation; returns the printable text and the figures as a dict. With ``compare`` (a second
@@ -274,8 +287,13 @@ def evaluate_files(gold_files: list[str], model: str | None, baseline: bool, jso
                          f"{s.area.accuracy:8.3f} {s.area.macro_f1:7.3f} {inv:>11} {s.false_reject_rate:9.3f}")
     lines += table
     mlv, mar = scores[("all", "model")].level, scores[("all", "model")].area
-    lines += ["", format_report(mlv, "model level (all valid titles)"), "", _confusion_text(mlv), "",
-              format_report(mar, "model area (all valid titles; alternatives accepted)"), ""]
+    lvi, ari = _model_f1_intervals(gold, preds, clf.levels, clf.areas)
+    for name, intervals, labels in (("level", lvi, clf.levels), ("area", ari, clf.areas)):
+        per_class = figures["groups"]["all"]["model"][name]["per_class"]
+        for label, (lo, hi) in zip(labels, intervals):
+            per_class[label]["f1_interval"] = None if np.isnan(lo) else [round(float(lo), 4), round(float(hi), 4)]
+    lines += ["", format_report(mlv, "model level (all valid titles)", lvi), "", _confusion_text(mlv), "",
+              format_report(mar, "model area (all valid titles; alternatives accepted)", ari), ""]
     lines += ["worst level confusions (gold → predicted):"] + _worst_confusions(gold, preds, "level")
     lines += ["worst area confusions (gold → predicted):"] + _worst_confusions(gold, preds, "area")
     top3 = [g.area in {a for a, _ in p.areas} or bool(g.alt_areas & {a for a, _ in p.areas})

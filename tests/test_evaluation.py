@@ -46,3 +46,25 @@ def test_a_better_bundle_gets_a_positive_difference_and_its_counts():
     assert "other languages level" not in figs and "mean of the 2" in figs
     text = "\n".join(format_comparison(list(figs.values()), "A1", "B1", 500))
     assert "+45.00" in text and "B = B1 against A = A1" in text
+
+
+def test_per_class_f1_intervals_bracket_the_f1_and_widen_with_fewer_titles():
+    from jobtitles.metrics import classification_report, credited_cells, f1_intervals
+
+    labels = ["A", "B", "C"]
+    # 40 A titles (36 right, 4 read as B), 5 B titles (3 right, 2 read as A), C always right (4 titles)
+    gold = ["A"] * 40 + ["B"] * 5 + ["C"] * 4
+    pred = ["A"] * 36 + ["B"] * 4 + ["B"] * 3 + ["A"] * 2 + ["C"] * 4
+    report = classification_report(gold, pred, labels)
+    cells = credited_cells(gold, pred, labels)
+    assert int((cells[0] == cells[1]).sum()) == 43  # the same credited answers as the report
+    ci = f1_intervals(*cells, len(labels), resamples=500, seed=1)
+    f1 = {c.label: c.f1 for c in report.classes}
+    for i, label in enumerate(labels):
+        assert ci[i, 0] <= f1[label] <= ci[i, 1]
+    assert ci[1, 1] - ci[1, 0] > 2 * (ci[0, 1] - ci[0, 0])  # 5 titles: a far wider interval than 40
+    assert ci[2].tolist() == [1.0, 1.0]  # never wrong, never wrongly predicted
+    # an accepted alternative is credited to the gold class, as in the report
+    rows, cols = credited_cells(["A"], ["B"], labels, [{"B"}])
+    assert (rows.tolist(), cols.tolist()) == ([0], [0])
+    assert np.isnan(f1_intervals(np.array([0]), np.array([0]), 2, resamples=10)[1]).all()  # class 1: never seen
