@@ -104,13 +104,16 @@ PAIRED_RESAMPLES = 2000  # bootstrap draws behind ``evaluate --compare``'s inter
 
 def paired_comparison(gold: list[GoldRecord], preds_a: list[Prediction], preds_b: list[Prediction],
                       resamples: int = PAIRED_RESAMPLES, seed: int = 0) -> list[PairedFigure]:
-    """Level and area accuracy of two bundles on the English and the other titles, and the mean of
-    those four, with a paired bootstrap: titles are resampled with replacement within each language
-    group, the same draw for both bundles, and the interval is the middle 95 % of B − A."""
+    """Level and area accuracy of two bundles on the English and the other titles, the mean of those
+    four, and level and area over all titles, with a paired bootstrap: titles are resampled with
+    replacement within each language group, the same draw for both bundles, and the interval is the
+    middle 95 % of B − A."""
     rng = np.random.default_rng(seed)
     english, other = by_language(gold)
     groups = {"english": english, "other languages": other}
     figures, diffs = [], []
+    # per task: right answers of A and B over all titles, and each draw's difference in right answers
+    pooled = {task: [0, 0, np.zeros(resamples), 0, 0, 0] for task in ("level", "area")}
     for gname, idx in groups.items():
         sub = [gold[i] for i in idx]
         if not any(g.valid for g in sub):
@@ -124,12 +127,23 @@ def paired_comparison(gold: list[GoldRecord], preds_a: list[Prediction], preds_b
                                         float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5)),
                                         int((tb & ~ta).sum()), int((ta & ~tb).sum())))
             diffs.append(boot)
+            tally = pooled[task]
+            tally[0] += int(ta.sum())
+            tally[1] += int(tb.sum())
+            tally[2] += tb[draw].sum(axis=1) - ta[draw].sum(axis=1)
+            tally[3] += len(ta)
+            tally[4] += int((tb & ~ta).sum())
+            tally[5] += int((ta & ~tb).sum())
     if len(figures) > 1:
         boot = np.mean(diffs, axis=0)
         figures.append(PairedFigure(f"mean of the {len(figures)}", float(np.mean([f.a for f in figures])),
                                     float(np.mean([f.b for f in figures])), float(np.percentile(boot, 2.5)),
                                     float(np.percentile(boot, 97.5)), sum(f.gained for f in figures),
                                     sum(f.lost for f in figures)))
+        for task, (right_a, right_b, boot, n, gained, lost) in pooled.items():
+            figures.append(PairedFigure(f"all titles {task}", right_a / n, right_b / n,
+                                        float(np.percentile(boot / n, 2.5)), float(np.percentile(boot / n, 97.5)),
+                                        gained, lost))
     return figures
 
 

@@ -30,9 +30,10 @@ def test_identical_predictions_differ_by_exactly_zero():
         + [_pred(None, None, valid=False)]
     figs = paired_comparison(gold, preds, preds, resamples=200)
     assert [f.name for f in figs] == ["english level", "english area", "other languages level",
-                                      "other languages area", "mean of the 4"]
+                                      "other languages area", "mean of the 4", "all titles level", "all titles area"]
     assert all(f.diff == 0 and f.low == 0 and f.high == 0 and f.gained == f.lost == 0 for f in figs)
-    assert figs[0].a == 0.5 and figs[2].a == 1.0 and np.isclose(figs[-1].a, (0.5 + 0.5 + 1 + 1) / 4)
+    assert figs[0].a == 0.5 and figs[2].a == 1.0 and np.isclose(figs[4].a, (0.5 + 0.5 + 1 + 1) / 4)
+    assert np.isclose(figs[5].a, (10 + 10) / 30)  # all titles weigh the same, whatever their group
 
 
 def test_a_better_bundle_gets_a_positive_difference_and_its_counts():
@@ -44,6 +45,9 @@ def test_a_better_bundle_gets_a_positive_difference_and_its_counts():
     assert (level.a, level.b, level.gained, level.lost) == (0.5, 0.95, 18, 0)
     assert 0 < level.low <= level.diff <= level.high  # B never loses a title, so no resample favours A
     assert "other languages level" not in figs and "mean of the 2" in figs
+    pooled = figs["all titles level"]  # one language group: the same figure and the same draws
+    assert (pooled.a, pooled.b, pooled.gained, pooled.lost) == (0.5, 0.95, 18, 0)
+    assert np.isclose(pooled.low, level.low) and np.isclose(pooled.high, level.high)
     text = "\n".join(format_comparison(list(figs.values()), "A1", "B1", 500))
     assert "+45.00" in text and "B = B1 against A = A1" in text
 
