@@ -130,7 +130,10 @@ def test_evaluate_prints_model_and_baseline(bundle_dir, tmp_path):
     assert figures["groups"]["english"]["model"]["level"]["n"] > 400
     # --compare with the same bundle: every paired difference is zero
     assert "paired comparison" in text
-    assert [f["diff"] for f in figures["comparison"]["figures"]] == [0.0] * 5
+    assert [f["diff"] for f in figures["comparison"]["figures"]] == [0.0] * 7  # 4 figures, their mean, 2 pooled
+    # each class's F1 comes with its bootstrap interval
+    energy = figures["groups"]["all"]["model"]["area"]["per_class"]["Energy & Utilities"]
+    assert energy["f1_interval"][0] <= energy["f1"] <= energy["f1_interval"][1]
     # the shipped bundle: a regression guard a little below the figures in README.md
     for group in ("english", "non-english"):
         model, rules = figures["groups"][group]["model"], figures["groups"][group]["rules"]
