@@ -70,6 +70,15 @@ def test_a_refreshed_head_keeps_its_adapters_and_held_out_titles_and_learns_the_
     assert labels.areas and model.cfg.hidden_dim == 16
 
 
+def test_new_titles_weigh_what_the_head_s_hand_labelled_titles_weigh(trained):
+    from jobtitles.train.data import hand_examples
+    from jobtitles.train.refresh import new_files
+
+    _, _, old, new = trained
+    (added,) = new_files(new, old)
+    assert {e.weight for e in added.examples} == {e.weight for e in hand_examples(old)} != {1.0}
+
+
 def test_a_refresh_refuses_changed_or_missing_new_files(trained, tmp_path):
     from jobtitles.train.refresh import new_files
 
