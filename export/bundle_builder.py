@@ -229,6 +229,15 @@ def _finetune_line(cfg: dict) -> str:
             + ").")
 
 
+def _refresh_line(refresh: dict) -> str:
+    """The model card's line for a head refreshed with files labelled after it (``jobtitles refresh-head``)."""
+    files = ", ".join(f"`{f['file']}`" for f in refresh["files"])
+    return (f"- Head: the head trained {refresh['from'].get('created')}, trained further from its own weights "
+            f"(`jobtitles refresh-head`, encoder unchanged) with {refresh['n_train_new']} titles of "
+            f"{len(refresh['files'])} files labelled after it ({files}; {refresh['n_heldout_new']} more held out "
+            "for validation).")
+
+
 def _model_card(manifest: dict) -> str:
     enc = manifest["encoder"]
     par = manifest["parity"]
@@ -259,6 +268,9 @@ def _model_card(manifest: dict) -> str:
         for added in mem.get("added", []):
             lines.append(f"  - {added['titles']} of the memory's titles were added after the head was trained, "
                          f"from `{added['file']}` (`jobtitles extend-memory`).")
+    refresh = manifest.get("training", {}).get("refresh")
+    if refresh:
+        lines.append(_refresh_line(refresh))
     det = manifest.get("title_detector", {})
     if det:
         v = det.get("validation") or {}
@@ -376,9 +388,10 @@ def build_bundle(encoder_dir: str | Path, head_dir: str | Path, out_dir: str | P
                                "validation": report.get("validation", {}).get("title")},
             "head": {"weights_sha256": sha256_file(head_dir / HEAD_WEIGHTS),
                      "config": json.loads((head_dir / HEAD_CONFIG).read_text(encoding="utf-8"))["head"]},
-            "training": {k: report.get(k) for k in ("created", "train_config", "best_epoch", "validation", "data",
-                                                     "encoder_fingerprint", "frozen_encoder", "finetune",
-                                                     "calibration")},
+            "training": {**{k: report.get(k) for k in ("created", "train_config", "best_epoch", "validation", "data",
+                                                        "encoder_fingerprint", "frozen_encoder", "finetune",
+                                                        "calibration")},
+                         **({"refresh": report["refresh"]} if report.get("refresh") else {})},
             "parity": None,
         }
         (tmp_out / MANIFEST_FILE).write_text(manifest_json(manifest), encoding="utf-8")

@@ -78,6 +78,16 @@ def test_the_model_card_says_how_the_encoder_was_fine_tuned():
 
 
 @needs_torch
+def test_the_model_card_names_the_files_a_refreshed_head_learned_from():
+    from jobtitles.export.bundle_builder import _refresh_line
+
+    line = _refresh_line({"from": {"created": "2026-12-06T21:19:08Z"}, "n_train_new": 9, "n_heldout_new": 1,
+                          "files": [{"file": "a.jsonl", "records": 6}, {"file": "b.jsonl", "records": 4}]})
+    assert "2026-12-06T21:19:08Z" in line and "9 titles of 2 files" in line and "`a.jsonl`, `b.jsonl`" in line
+    assert "1 more held out" in line
+
+
+@needs_torch
 def test_encoder_flops_follow_the_shape_the_manifest_records(bundle_dir, tmp_path):
     """bench/run_bench.py counts FLOPs from the bundle's encoder shape (a 6-layer encoder: half the MatMuls)."""
     from types import SimpleNamespace
