@@ -120,6 +120,96 @@ def _weighted(x_fit: np.ndarray, fit_set: list[Example], n_new_fit: int, x_val: 
     return x_fit, fit_set, x_val, val_set
 
 
+@dataclass(frozen=True)
+class RefreshSets:
+    """What a refresh trains and validates on: the head's own split (its training titles and the names
+    of its hand-labelled sources), the new files, and the sets built from them."""
+
+    train: list[Example]  # the head's training titles (the title memory's source)
+    hand_sources: set[str]
+    files: list[NewFile]
+    new_train: list[Example]  # the new files' titles to train on
+    new_val: list[Example]  # and their held-out share
+    fit_set: list[Example]  # the titles the head's fine-tune saw, then new_train
+    old_val: list[Example]  # the head's hand-labelled validation titles
+
+    @property
+    def val_set(self) -> list[Example]:
+        return self.old_val + self.new_val
+
+
+def _fine_tune_config(head_dir: Path, report: dict) -> FinetuneConfig:
+    """The fine-tune a head came from (its adapters must be there)."""
+    saved = dict((report.get("finetune") or {}).get("config") or {})
+    if not (head_dir / ADAPTER_FILE).exists() or not saved:
+        raise ValueError(f"{head_dir} has no fine-tuned adapters: refresh-head goes on from a fine-tuned head")
+    return FinetuneConfig(**{**saved, "soup_seeds": tuple(saved.get("soup_seeds") or ())})
+
+
+def _refresh_sets(head_dir: Path, report: dict, fcfg: FinetuneConfig, trained_on: str | Path,
+                  hand_dir: str | Path, shared_dir: str | Path | None, cfg: RefreshConfig) -> RefreshSets:
+    """The head's split rebuilt, the new files split per file, and the training and validation sets."""
+    if (report.get("data") or {}).get("mix") and shared_dir is None:
+        raise ValueError(f"{head_dir} was trained with taxonomy titles: pass the same reference folder "
+                         "(--shared ../shared/data) so that its split and its fine-tune's titles can be rebuilt")
+    train, val, hand_sources = head_split(head_dir, trained_on, shared_dir, int(report["train_config"]["seed"]),
+                                          DEFAULT_MIX)
+    files = new_files(hand_dir, trained_on)
+    heldout = set(report.get("heldout_titles", [])) | set(report.get("heldout_non_titles", []))
+    new_train, new_val = split_by_source([e for f in files for e in f.examples if e.text not in heldout],
+                                         cfg.val_fraction, cfg.seed)
+    fit_set = finetune_examples(train, hand_sources, fcfg.n_taxonomy, fcfg.seed) + new_train
+    return RefreshSets(train, hand_sources, files, new_train, new_val, fit_set,
+                       [e for e in val if e.source in hand_sources])
+
+
+def _embed(encoder_dir: str | Path, head_dir: Path, fcfg: FinetuneConfig, *sets: list[Example]) -> list[np.ndarray]:
+    """Each set's sentence embeddings from the head's fine-tuned encoder (adapters merged), on the token
+    sequences it was fine-tuned on."""
+    bert, tokenizer, prefix = load_encoder(encoder_dir, fcfg.vocab)
+    load_adapters(bert, head_dir / ADAPTER_FILE)
+    merge_adapters(bert)
+    embed = Embedder(bert, tokenizer, prefix, fcfg.max_tokens)
+    return [embed.numpy([e.text for e in examples]) for examples in sets]
+
+
+def _area_before_after(base: torch.nn.Module, refreshed: torch.nn.Module, x_val: np.ndarray, sets: RefreshSets,
+                       labels: LabelSet) -> dict[str, dict]:
+    """The head's own area accuracy before and after, on its validation titles and on the new held-out ones."""
+    n_old = len(sets.old_val)
+    out = {}
+    for when, model in (("area_accuracy_before", base), ("area_accuracy_after", refreshed)):
+        out[when] = {"head_validation": _area_accuracy(model, x_val[:n_old], sets.old_val, labels),
+                     "new_heldout": (_area_accuracy(model, x_val[n_old:], sets.new_val, labels)
+                                     if sets.new_val else None)}
+    before, after = out["area_accuracy_before"], out["area_accuracy_after"]
+    n_area = (sum(e.area is not None for e in sets.old_val), sum(e.area is not None for e in sets.new_val))
+    print(f"head area accuracy on the head's {n_area[0]} validation titles: {before['head_validation']:.4f} -> "
+          f"{after['head_validation']:.4f}; on the {n_area[1]} new held-out titles: "
+          f"{before['new_heldout'] or 0:.4f} -> {after['new_heldout'] or 0:.4f}")
+    return out
+
+
+def _refresh_report(report: dict, head_dir: Path, sets: RefreshSets, cfg: RefreshConfig, accuracy: dict,
+                    calibration: dict) -> dict:
+    """The refreshed head's training report, beside what :func:`save_head` writes: the base head's encoder
+    and fine-tune, the data, the held-out titles, what the refresh did, and the fitted temperatures."""
+    data = report.get("data") or {}
+    return {
+        **{k: report.get(k) for k in ("encoder_fingerprint", "frozen_encoder", "finetune")},
+        "data": {"train": summarise(sets.fit_set), "validation": summarise(sets.val_set),
+                 "mix": data.get("mix", []), "hand_weight": data.get("hand_weight")},
+        "heldout_titles": [e.text for e in sets.val_set if e.valid],
+        "heldout_non_titles": [e.text for e in sets.val_set if not e.valid],
+        "refresh": {"from": {"head": str(head_dir), "created": report.get("created"),
+                             "train_config": report.get("train_config")},
+                    "config": asdict(cfg),
+                    "files": [{"file": f.name, "records": len(f.examples), "sha256": f.sha256} for f in sets.files],
+                    "n_train_new": len(sets.new_train), "n_heldout_new": len(sets.new_val), **accuracy},
+        "calibration": {task: asdict(fit) for task, fit in calibration.items()},
+    }
+
+
 def refresh_head(head_dir: str | Path, trained_on: str | Path, encoder_dir: str | Path, out_dir: str | Path,
                  shared_dir: str | Path | None = None, hand_dir: str | Path = HAND_DIR,
                  cfg: RefreshConfig = RefreshConfig(), progress: bool = True) -> TrainResult:
@@ -128,68 +218,25 @@ def refresh_head(head_dir: str | Path, trained_on: str | Path, encoder_dir: str 
     write the refreshed head folder (head, the same adapters, title memory, report) to ``out_dir``."""
     head_dir, out_dir = Path(head_dir), Path(out_dir)
     report = json.loads((head_dir / TRAINING_REPORT).read_text(encoding="utf-8"))
-    fcfg_saved = dict((report.get("finetune") or {}).get("config") or {})
-    if not (head_dir / ADAPTER_FILE).exists() or not fcfg_saved:
-        raise ValueError(f"{head_dir} has no fine-tuned adapters: refresh-head goes on from a fine-tuned head")
-    fcfg = FinetuneConfig(**{**fcfg_saved, "soup_seeds": tuple(fcfg_saved.get("soup_seeds") or ())})
-    if (report.get("data") or {}).get("mix") and shared_dir is None:
-        raise ValueError(f"{head_dir} was trained with taxonomy titles: pass the same reference folder "
-                         "(--shared ../shared/data) so that its split and its fine-tune's titles can be rebuilt")
-    head_seed = int(report["train_config"]["seed"])
-    train, val, hand_sources = head_split(head_dir, trained_on, shared_dir, head_seed, DEFAULT_MIX)
-    files = new_files(hand_dir, trained_on)
-    heldout = set(report.get("heldout_titles", [])) | set(report.get("heldout_non_titles", []))
-    fresh = [e for f in files for e in f.examples if e.text not in heldout]
-    new_train, new_val = split_by_source(fresh, cfg.val_fraction, cfg.seed)
-    fit_set = finetune_examples(train, hand_sources, fcfg.n_taxonomy, fcfg.seed) + new_train
-    old_val = [e for e in val if e.source in hand_sources]
-    val_set = old_val + new_val
-    print(f"refreshing with {len(files)} new files: {len(new_train)} titles to train on, {len(new_val)} held out; "
-          f"{len(fit_set)} training and {len(val_set)} validation titles in all")
-
-    bert, tokenizer, prefix = load_encoder(encoder_dir, fcfg.vocab)
-    load_adapters(bert, head_dir / ADAPTER_FILE)
-    merge_adapters(bert)
-    embed = Embedder(bert, tokenizer, prefix, fcfg.max_tokens)
-    x_fit = embed.numpy([e.text for e in fit_set])
-    x_val = embed.numpy([e.text for e in val_set])
-
+    fcfg = _fine_tune_config(head_dir, report)
+    sets = _refresh_sets(head_dir, report, fcfg, trained_on, hand_dir, shared_dir, cfg)
+    val_set = sets.val_set
+    print(f"refreshing with {len(sets.files)} new files: {len(sets.new_train)} titles to train on, "
+          f"{len(sets.new_val)} held out; {len(sets.fit_set)} training and {len(val_set)} validation titles in all")
+    x_fit, x_val = _embed(encoder_dir, head_dir, fcfg, sets.fit_set, val_set)
     base, labels = load_head(head_dir)
     base = _uncalibrated(base, report)
     tcfg = TrainConfig(**{**report["train_config"], "lr": cfg.lr, "weight_decay": cfg.weight_decay,
                           "batch_size": cfg.batch_size, "max_epochs": cfg.max_epochs, "patience": cfg.patience,
                           "seed": cfg.seed})
-    result = train_head(*_weighted(x_fit, fit_set, len(new_train), x_val, val_set, len(new_val), cfg),
+    result = train_head(*_weighted(x_fit, sets.fit_set, len(sets.new_train), x_val, val_set, len(sets.new_val), cfg),
                         labels, tcfg, progress=progress, init=base)
     print_reports(result.val_reports, result.title_validation)
-    n_old = len(old_val)
-    before = {"head_validation": _area_accuracy(base, x_val[:n_old], old_val, labels),
-              "new_heldout": _area_accuracy(base, x_val[n_old:], new_val, labels) if new_val else None}
-    after = {"head_validation": _area_accuracy(result.model, x_val[:n_old], old_val, labels),
-             "new_heldout": _area_accuracy(result.model, x_val[n_old:], new_val, labels) if new_val else None}
-    n_area = (sum(e.area is not None for e in old_val), sum(e.area is not None for e in new_val))
-    print(f"head area accuracy on the head's {n_area[0]} validation titles: {before['head_validation']:.4f} -> "
-          f"{after['head_validation']:.4f}; on the {n_area[1]} new held-out titles: "
-          f"{before['new_heldout'] or 0:.4f} -> {after['new_heldout'] or 0:.4f} (best epoch {result.best_epoch})")
-
+    print(f"best epoch {result.best_epoch} (-1: the head as it came)")
+    accuracy = _area_before_after(base, result.model, x_val, sets, labels)
     calibration = calibrate_head(result.model, x_val, val_set, labels)
-    new_sources = {e.source for f in files for e in f.examples}
-    extra = {k: report.get(k) for k in ("encoder_fingerprint", "frozen_encoder", "finetune")}
-    extra.update({
-        "data": {"train": summarise(fit_set), "validation": summarise(val_set),
-                 "mix": (report.get("data") or {}).get("mix", []), "hand_weight": (report.get("data") or {}).get(
-                     "hand_weight")},
-        "heldout_titles": [e.text for e in val_set if e.valid],
-        "heldout_non_titles": [e.text for e in val_set if not e.valid],
-        "refresh": {"from": {"head": str(head_dir), "created": report.get("created"),
-                             "train_config": report.get("train_config")},
-                    "config": asdict(cfg), "files": [{"file": f.name, "records": len(f.examples),
-                                                      "sha256": f.sha256} for f in files],
-                    "n_train_new": len(new_train), "n_heldout_new": len(new_val),
-                    "area_accuracy_before": before, "area_accuracy_after": after},
-        "calibration": {task: asdict(fit) for task, fit in calibration.items()},
-    })
-    save_head(result, out_dir, extra=extra)
+    save_head(result, out_dir, extra=_refresh_report(report, head_dir, sets, cfg, accuracy, calibration))
     shutil.copyfile(head_dir / ADAPTER_FILE, out_dir / ADAPTER_FILE)
-    MemoryTitles.from_examples(train + new_train, hand_sources | new_sources, val_set).save(out_dir)
+    new_sources = {e.source for f in sets.files for e in f.examples}
+    MemoryTitles.from_examples(sets.train + sets.new_train, sets.hand_sources | new_sources, val_set).save(out_dir)
     return result
