@@ -81,8 +81,12 @@ class SourceSummary:
     languages: dict[str, int] = field(default_factory=dict)
 
 
-def load_hand_labelled(path: str | Path, source: str | None = None, weight: float = 1.0) -> list[Example]:
-    """Read a hand-labelled JSONL file (title, language, valid, level, area, alt_areas)."""
+HAND_WEIGHT = 10.0  # the training weight of a hand-labelled title (taxonomy titles: their SourceSpec's)
+
+
+def load_hand_labelled(path: str | Path, source: str | None = None, weight: float = HAND_WEIGHT) -> list[Example]:
+    """Read a hand-labelled JSONL file (title, language, valid, level, area, alt_areas); every title
+    gets the training weight ``weight``."""
     out = []
     with open(path, encoding="utf-8") as fh:
         for line in fh:
@@ -183,7 +187,6 @@ DEFAULT_MIX = (
     SourceSpec("esco", 1500, 0.5),
     SourceSpec("melo", 800, 0.5),
 )
-HAND_WEIGHT = 10.0
 
 
 def taxonomy_examples(shared: Path, mix: Iterable[SourceSpec], rules: KeywordRules, seed: int = 13) -> list[Example]:

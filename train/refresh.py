@@ -27,7 +27,7 @@ import torch  # noqa: E402
 
 from jobtitles.train.calibration import calibrate_head  # noqa: E402
 from jobtitles.train.data import (  # noqa: E402
-    DEFAULT_MIX, HAND_DIR, HAND_WEIGHT, Example, load_hand_labelled, split_by_source, summarise,
+    DEFAULT_MIX, HAND_DIR, Example, load_hand_labelled, split_by_source, summarise,
 )
 from jobtitles.train.finetune import (  # noqa: E402
     ADAPTER_FILE, Embedder, FinetuneConfig, finetune_examples, load_adapters, load_encoder, merge_adapters,
@@ -79,8 +79,7 @@ def new_files(hand_dir: str | Path, trained_on: str | Path) -> list[NewFile]:
                 raise ValueError(f"{path.name} differs from the copy the head was trained on: a refresh adds "
                                  "files, it cannot change them (retrain with jobtitles train instead)")
             continue
-        # the weight every hand-labelled title gets in training (jobtitles.train.data.hand_examples)
-        out.append(NewFile(path.name, [e for e in load_hand_labelled(path, weight=HAND_WEIGHT) if e.text],
+        out.append(NewFile(path.name, [e for e in load_hand_labelled(path) if e.text],
                            hashlib.sha256(data).hexdigest()))
     if not out:
         raise ValueError(f"{hand_dir} holds no file that {trained_on} lacks: nothing to refresh with")
