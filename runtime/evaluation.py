@@ -112,8 +112,8 @@ def paired_comparison(gold: list[GoldRecord], preds_a: list[Prediction], preds_b
     english, other = by_language(gold)
     groups = {"english": english, "other languages": other}
     figures, diffs = [], []
-    # per task: right answers of A and B over all titles, and each draw's difference in right answers
-    pooled = {task: [0, 0, np.zeros(resamples), 0, 0, 0] for task in ("level", "area")}
+    # per task, each group's figure, right answers of A and B, and bootstrap draws, pooled after the loop
+    pooled: dict[str, list[tuple[PairedFigure, np.ndarray, np.ndarray, np.ndarray]]] = {"level": [], "area": []}
     for gname, idx in groups.items():
         sub = [gold[i] for i in idx]
         if not any(g.valid for g in sub):
@@ -127,23 +127,20 @@ def paired_comparison(gold: list[GoldRecord], preds_a: list[Prediction], preds_b
                                         float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5)),
                                         int((tb & ~ta).sum()), int((ta & ~tb).sum())))
             diffs.append(boot)
-            tally = pooled[task]
-            tally[0] += int(ta.sum())
-            tally[1] += int(tb.sum())
-            tally[2] += tb[draw].sum(axis=1) - ta[draw].sum(axis=1)
-            tally[3] += len(ta)
-            tally[4] += int((tb & ~ta).sum())
-            tally[5] += int((ta & ~tb).sum())
+            pooled[task].append((figures[-1], ta, tb, draw))
     if len(figures) > 1:
         boot = np.mean(diffs, axis=0)
         figures.append(PairedFigure(f"mean of the {len(figures)}", float(np.mean([f.a for f in figures])),
                                     float(np.mean([f.b for f in figures])), float(np.percentile(boot, 2.5)),
                                     float(np.percentile(boot, 97.5)), sum(f.gained for f in figures),
                                     sum(f.lost for f in figures)))
-        for task, (right_a, right_b, boot, n, gained, lost) in pooled.items():
-            figures.append(PairedFigure(f"all titles {task}", right_a / n, right_b / n,
-                                        float(np.percentile(boot / n, 2.5)), float(np.percentile(boot / n, 97.5)),
-                                        gained, lost))
+        for task, parts in pooled.items():  # every title weighs the same, whatever its group
+            n = sum(len(ta) for _, ta, _, _ in parts)
+            boot = sum(tb[draw].sum(axis=1) - ta[draw].sum(axis=1) for _, ta, tb, draw in parts) / n
+            figures.append(PairedFigure(f"all titles {task}", sum(int(ta.sum()) for _, ta, _, _ in parts) / n,
+                                        sum(int(tb.sum()) for _, _, tb, _ in parts) / n,
+                                        float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5)),
+                                        sum(f.gained for f, *_ in parts), sum(f.lost for f, *_ in parts)))
     return figures
 
 
